@@ -139,6 +139,9 @@ class TrainConfig:
     explode_threshold: float = 2.0
     explode_window: int = 10
     explode_grace: int = 10
+    explode_margin: float = 0.5
+    """A loss above the threshold counts as an explosion only once it has also risen this many
+    nats above its best windowed value: a run that never got below chance is not exploding."""
     stop_on_explosion: bool = True
     """Drop a member from the population once it explodes (its compute is freed)."""
     dtype: str = "float32"
@@ -162,6 +165,9 @@ class TrainConfig:
         )
         check_int("train.explode_window", self.explode_window, low=1, high=1 << 20)
         check_int("train.explode_grace", self.explode_grace, low=0, high=1 << 40)
+        object.__setattr__(
+            self, "explode_margin", check_real("train.explode_margin", self.explode_margin, low=0)
+        )
         check_bool("train.stop_on_explosion", self.stop_on_explosion)
         check_choice("train.dtype", self.dtype, DTYPES)
         if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from ..config import ConfigError
 from .base import EVAL_STREAM, TRAIN_STREAM, Batch, Task
+from .associative import Associative
 from .key_recall import KeyRecall
+from .palindrome import Palindrome
+from .repeated import Repeated
+from .reversal import Reversal
+from .text import Text
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (KeyRecall,)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (KeyRecall, Repeated, Palindrome, Reversal, Associative, Text)}
 
 
 def make_task(name: str, **params) -> Task:

@@ -56,3 +56,7 @@ class KeyRecall(Task):
         tokens[pos == (bang + 1)[..., None]] = value.reshape(-1)
         memory = pos[:-1] == bang[..., None]  # the target after '!'
         return Batch(tokens, memory)
+
+    def no_memory_baseline(self, n_sequences: int = 20000) -> float:
+        """Exact: the answer after `!` is uniform over the values, whatever the current symbol."""
+        return 1.0 / self.n_values
