@@ -1,0 +1,70 @@
+"""Typed per-step metrics, handed to callers as objects rather than written to logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+METRIC_NAMES = (
+    "loss",
+    "acc",
+    "mem_acc",
+    "grad_eph",
+    "grad_slow",
+    "grad_ratio",
+    "grad_rms_ratio",
+    "w_eph",
+    "w_slow",
+    "max_logit",
+)
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """Metrics of one batch for the members still running. Arrays are (n,), aligned with `member`."""
+
+    step: int
+    """Batch index (0-based) these metrics describe."""
+    member: np.ndarray
+    """Index of each row's member in the population as it was created."""
+    loss: np.ndarray
+    acc: np.ndarray
+    mem_acc: np.ndarray
+    grad_eph: np.ndarray
+    grad_slow: np.ndarray
+    grad_ratio: np.ndarray
+    grad_rms_ratio: np.ndarray
+    w_eph: np.ndarray
+    w_slow: np.ndarray
+    max_logit: np.ndarray
+    exploded: np.ndarray
+    """True for members that exploded at this step (first time)."""
+    full: bool
+    """False on batches between `metrics_every` samples: then only loss, acc, mem_acc and max_logit are set."""
+
+    def for_member(self, member: int) -> dict[str, float]:
+        row = int(np.flatnonzero(self.member == member)[0])
+        return {name: float(getattr(self, name)[row]) for name in METRIC_NAMES}
+
+    def rows(self):
+        """One dict per member: {'member', 'step', metric...}."""
+        for r, m in enumerate(self.member):
+            d = {"member": int(m), "step": self.step}
+            d.update({name: float(getattr(self, name)[r]) for name in METRIC_NAMES})
+            yield d
+
+
+@dataclass
+class MemberSummary:
+    """How one member ended."""
+
+    member: int
+    outcome: str
+    explode_step: int | None
+    steps_done: int
+    final: dict[str, float]
+    """Last full metrics recorded for this member."""
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

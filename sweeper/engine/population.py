@@ -1,0 +1,474 @@
+"""The population engine: P members x B sequences trained by one tensor program.
+
+Implements docs/engine.md. Shape convention, used everywhere below:
+
+    (P, ...)        per member: hyperparameters (P,), slow weights (P, n_out, n_in)
+    (P, B, ...)     per member and sequence: activations (P, B, n), ephemeral values (P, B, n_out, k)
+
+Members never mix: every product is batched over P, so member p's numbers depend only on its own
+config and seed. Ephemeral values are stored as only their masked entries (see `ell.py`). Slow-weight
+gradients are not formed per character: the error signals and inputs of a whole batch are kept and
+contracted in one matrix product at its end, which is the same sum in a cheaper order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import ConfigError, Hyper, RunConfig
+from ..outcomes import Outcome
+from ..tasks.base import EVAL_STREAM, TRAIN_STREAM
+from . import ell
+from .init import init_member, layer_sizes
+from .metrics import METRIC_NAMES, MemberSummary, StepMetrics
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+def estimate_bytes(run: RunConfig, members: Sequence[Hyper]) -> int:
+    """A pre-flight upper estimate of the engine's memory for this population."""
+    V, T = len(run.task.vocab), run.task.seq_len
+    B, P = run.train.batch_size, len(members)
+    size = 4 if run.train.dtype == "float32" else 8
+    sizes = layer_sizes(run.model, V)
+    n_params = sum(o * i + o for o, i in sizes) + V * run.model.width + V
+    per_member = n_params * size * (4 if run.train.optimizer == "adam" else 2) + sum(o * i for o, i in sizes)
+    ratio = max(h.ratio for h in members) if run.model.kind == "ephemeral" else 0.0
+    k = [min(i, ratio * i + 4 * math.sqrt(ratio * (1 - ratio) * i) + 1) if ratio > 0 else 0 for _, i in sizes]
+    per_sequence = sum(o * kk for (o, _), kk in zip(sizes, k)) * size * 4  # values, gathered inputs, temporaries
+    per_sequence += T * (sum(o + i for o, i in sizes) + 3 * V) * size  # activations kept for the slow update
+    per_sequence += (T + 1) * (8 + V * size)  # tokens and one-hot inputs
+    per_member += sum(o * kk for (o, _), kk in zip(sizes, k)) * 8  # column indices
+    return int(P * (per_member + B * per_sequence))
+
+
+def memory_budget(device: str) -> int:
+    """Bytes the engine may use on `device`: most of what is free."""
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(0.8 * free)
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return int(0.7 * info["MemAvailable"])
+    except (OSError, KeyError, ValueError):
+        return int(0.7 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+class Population:
+    """Trains `members` (one Hyper each) of one `RunConfig` together."""
+
+    def __init__(self, run: RunConfig, members: Sequence[Hyper], *, budget_bytes: int | None = None):
+        members = list(members)
+        if not members:
+            raise ConfigError("members", "got none; expected at least one member")
+        for i, h in enumerate(members):
+            if not isinstance(h, Hyper):
+                raise ConfigError(f"members[{i}]", f"got {type(h).__name__}; expected a Hyper")
+            run.check_hyper(h, i)
+        cfg, model = run.train, run.model
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError("train.device", f"got {cfg.device!r} but no CUDA device is available")
+        need = estimate_bytes(run, members)
+        budget = memory_budget(cfg.device) if budget_bytes is None else budget_bytes
+        if need > budget:
+            raise ConfigError(
+                "population",
+                f"needs about {need / 2**30:.2f} GiB but {budget / 2**30:.2f} GiB are available on {cfg.device}; "
+                "use fewer members, a smaller batch_size, width or sequence length",
+            )
+
+        self.config, self.task, self.model, self.cfg = run, run.task, model, cfg
+        self.V, self.T, self.B = len(run.task.vocab), run.task.seq_len, cfg.batch_size
+        self.L = model.depth
+        self.device, self.dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
+        self.hypers = members
+        self.ephemeral = model.kind == "ephemeral"
+
+        inits = [init_member(model, self.V, h, dtype=torch.float64) for h in members]
+        dev, dt = self.device, self.dtype
+
+        def stack(get):
+            return torch.stack([get(m) for m in inits]).to(device=dev, dtype=dt).contiguous()
+
+        def per_member(name):
+            return torch.tensor([getattr(h, name) for h in members], dtype=dt, device=dev)
+
+        # Per-member state. Every tensor here has the member axis first; `drop` keeps them aligned.
+        self.member_ids = torch.arange(len(members), device=dev)
+        self.seeds = np.array([h.seed for h in members], dtype=np.int64)
+        self.lr, self.plasticity = per_member("lr"), per_member("plasticity")
+        self.gamma, self.clip = per_member("gamma"), per_member("clip")
+        self.S = [stack(lambda m, l=l: m.W[l]) for l in range(self.L)]  # (P, n_out, n_in)
+        self.bias = [stack(lambda m, l=l: m.b[l]) for l in range(self.L)]  # (P, n_out)
+        self.W_out, self.b_out = stack(lambda m: m.W_out), stack(lambda m: m.b_out)  # (P, V, n_L), (P, V)
+        self.feedback_T = [stack(lambda m, l=l: m.feedback[l].T) for l in range(self.L)]  # (P, V, n_l)
+        masks = [[m.mask[l] for m in inits] for l in range(self.L)]
+        self.slow_mask = [(~torch.stack(ms)).to(device=dev, dtype=dt) for ms in masks]  # (P, n_out, n_in)
+        self.n_eph = torch.tensor([sum(int(m.mask[l].sum()) for l in range(self.L)) for m in inits], device=dev)
+        n_total = sum(o * i + o for o, i in layer_sizes(model, self.V)) + self.V * model.width + self.V
+        self.n_slow = n_total - self.n_eph
+        self.n_in = [i for _, i in layer_sizes(model, self.V)]
+        self.cols = [ell.build_cols(ms, dev) for ms in masks] if self.ephemeral else []  # (P, n_out, k)
+        self.E = [torch.zeros(len(members), self.B, c.shape[1], c.shape[2], dtype=dt, device=dev) for c in self.cols]
+        self.adam_step = 0
+        if cfg.optimizer == "adam":
+            self.adam_m = [torch.zeros_like(p) for p in self._params()]
+            self.adam_v = [torch.zeros_like(p) for p in self._params()]
+        self.loss_hist = torch.full((len(members), cfg.explode_window), float("nan"), dtype=torch.float64, device=dev)
+        self.best_window = torch.full((len(members),), float("inf"), dtype=torch.float64, device=dev)
+
+        # Bookkeeping by original member index.
+        self.batch_index = 0
+        self.outcome = [Outcome.RUNNING] * len(members)
+        self.explode_step: list[int | None] = [None] * len(members)
+        self.steps_done = [0] * len(members)
+        self.final: list[dict[str, float]] = [{} for _ in members]
+
+    # ------------------------------------------------------------------ state handling
+
+    _PER_MEMBER = ("member_ids", "lr", "plasticity", "gamma", "clip", "S", "bias", "W_out", "b_out",
+                   "feedback_T", "slow_mask", "n_eph", "n_slow", "cols", "E", "adam_m", "adam_v", "loss_hist", "best_window")
+
+    @property
+    def size(self) -> int:
+        """Members still being trained."""
+        return len(self.member_ids)
+
+    @property
+    def alive(self) -> list[int]:
+        return self.member_ids.tolist()
+
+    def _params(self) -> list[torch.Tensor]:
+        return [*self.S, *self.bias, self.W_out, self.b_out]
+
+    def _set_params(self, params: list[torch.Tensor]) -> None:
+        L = self.L
+        self.S, self.bias, self.W_out, self.b_out = params[:L], params[L:2 * L], params[2 * L], params[2 * L + 1]
+
+    def drop(self, members: Iterable[int], outcome: Outcome = Outcome.STOPPED_EARLY) -> None:
+        """Stop training these members (original indices). The others go on; their work shrinks."""
+        members = set(int(m) for m in members)
+        if not members:
+            return
+        keep = torch.tensor([m not in members for m in self.alive], device=self.device)
+        for m in members:
+            if m in self.alive and self.outcome[m] == Outcome.RUNNING:
+                self.outcome[m] = outcome
+        idx = keep.nonzero().squeeze(1)
+        for name in self._PER_MEMBER:
+            if not hasattr(self, name):
+                continue
+            value = getattr(self, name)
+            if isinstance(value, list):
+                setattr(self, name, [v.index_select(0, idx) for v in value])
+            elif isinstance(value, torch.Tensor) and value.dim() > 0:
+                setattr(self, name, value.index_select(0, idx))
+        self.seeds = self.seeds[keep.cpu().numpy()]
+
+    # ------------------------------------------------------------------ one sequence
+
+    def _act(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.relu(a) if self.model.activation == "relu" else torch.tanh(a)
+
+    def _act_deriv(self, a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return (a > 0).to(a.dtype) if self.model.activation == "relu" else 1 - h * h
+
+    def _forward(self, x_t, r, use_eph, track=False):
+        """One character for every member and sequence. Returns (inputs, gathered, pre-acts, acts, logits).
+
+        With `track`, every pre-activation is made part of an autograd graph (BPTT asks for
+        d loss / d a_l(t) through time)."""
+        h = torch.cat([x_t, r], dim=2) if self.model.recurrence else x_t
+        ins, gath, pre, acts = [], [], [], []
+        for l in range(self.L):
+            a = torch.baddbmm(self.bias[l].unsqueeze(1), h, self.S[l].transpose(1, 2))  # (P, B, n_out)
+            hg = None
+            if self.ephemeral:
+                hg = ell.gather_inputs(h, self.cols[l])  # (P, B, n_out, k)
+                if use_eph:
+                    a = a + ell.matvec(self.E[l], hg)
+            if track and not a.requires_grad:
+                a.requires_grad_(True)
+            ins.append(h)
+            gath.append(hg)
+            pre.append(a)
+            h = self._act(a)
+            acts.append(h)
+        z = torch.baddbmm(self.b_out.unsqueeze(1), h, self.W_out.transpose(1, 2))  # (P, B, V)
+        return ins, gath, pre, acts, z
+
+    def _online_deltas(self, e, ins, pre, acts, use_eph):
+        """Error signals delta_l of dfa, dfa_nod and per-step backprop, at the current weights."""
+        upd = self.cfg.updater
+        if upd in ("dfa", "dfa_nod"):
+            deltas = [torch.bmm(e, self.feedback_T[l]) for l in range(self.L)]
+            if upd == "dfa":
+                deltas = [d * self._act_deriv(pre[l], acts[l]) for l, d in enumerate(deltas)]
+            return deltas
+        deltas = [None] * self.L
+        back = torch.bmm(e, self.W_out)  # (P, B, n_L)
+        for l in reversed(range(self.L)):
+            deltas[l] = back * self._act_deriv(pre[l], acts[l])
+            if l > 0:
+                back = torch.bmm(deltas[l], self.S[l])
+                if self.ephemeral and use_eph:
+                    back = back + ell.rmatvec(self.E[l], deltas[l], self.cols[l], self.n_in[l])
+        return deltas
+
+    def _ephemeral_step(self, deltas, gath):
+        """E <- clip(gamma * (E - lr * plasticity * delta h^T)) on the masked entries."""
+        step = (-(self.lr * self.plasticity)).view(-1, 1, 1, 1)
+        gamma = self.gamma.view(-1, 1, 1, 1)
+        clip = self.clip.view(-1, 1, 1, 1)
+        clipping = bool(torch.isfinite(self.clip).any())
+        for l in range(self.L):
+            E = self.E[l]
+            E.addcmul_(deltas[l].unsqueeze(-1) * step, gath[l]).mul_(gamma)
+            if clipping:
+                torch.clamp(E, -clip, clip, out=E)
+
+    def _slow_grads(self, deltas_t, ins_t, e_t, hL_t):
+        """Sum over the given characters and sequences of every slow parameter's gradient."""
+        grads = []
+        for l in range(self.L):
+            D = torch.cat([d[l] for d in deltas_t], dim=1)  # (P, T*B, n_out)
+            H = torch.cat([x[l] for x in ins_t], dim=1)  # (P, T*B, n_in)
+            G = torch.bmm(D.transpose(1, 2), H)
+            grads.append(G * self.slow_mask[l] if self.ephemeral else G)
+        gb = [torch.cat([d[l] for d in deltas_t], dim=1).sum(1) for l in range(self.L)]
+        Ecat, Hcat = torch.cat(e_t, dim=1), torch.cat(hL_t, dim=1)
+        return grads + gb + [torch.bmm(Ecat.transpose(1, 2), Hcat), Ecat.sum(1)]
+
+    def _apply_slow(self, grads, scale):
+        """theta <- clip(theta - step(scale * grad)) with SGD or torch-style Adam, per member."""
+        cfg = self.cfg
+        grads = [g * scale for g in grads]
+        view = lambda t, g: t.view(-1, *([1] * (g.dim() - 1)))  # noqa: E731
+        if cfg.grad_clip is not None:  # as torch.nn.utils.clip_grad_norm_, per member
+            norm = torch.sqrt(sum(g.reshape(g.shape[0], -1).square().sum(1) for g in grads))
+            coef = torch.clamp(cfg.grad_clip / (norm + 1e-6), max=1.0)
+            grads = [g * view(coef, g) for g in grads]
+        params = self._params()
+        if cfg.optimizer == "sgd":
+            params = [p - view(self.lr, g) * g for p, g in zip(params, grads)]
+        else:
+            self.adam_step += 1
+            b1, b2 = ADAM_BETAS
+            bc1, bc2 = 1 - b1**self.adam_step, 1 - b2**self.adam_step
+            new = []
+            for p, g, m, v in zip(params, grads, self.adam_m, self.adam_v):
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (v.sqrt() / math.sqrt(bc2)).add_(ADAM_EPS)
+                new.append(p - view(self.lr / bc1, g) * (m / denom))
+            params = new
+        clip = self.clip
+        if bool(torch.isfinite(clip).any()):
+            params = [torch.clamp(p, -view(clip, p), view(clip, p)) for p in params]
+        if self.ephemeral:  # ephemeral positions of the slow matrices stay exactly 0
+            params[: self.L] = [p * m for p, m in zip(params[: self.L], self.slow_mask)]
+        self._set_params(params)
+
+    def _run_sequence(self, tokens, memory, *, learn, use_eph, want_norms):
+        """Run one batch of sequences through the network, updating as the updater says."""
+        P, B, T, V = tokens.shape[0], self.B, self.T, self.V
+        bptt = self.cfg.updater == "bptt"
+        track = bptt and learn
+        x = F.one_hot(tokens[..., :-1], V).to(self.dtype)  # (P, B, T, V)
+        y = tokens[..., 1:]  # (P, B, T)
+        r = x.new_zeros(P, B, self.model.width)
+        ins_t, gath_t, deltas_t, e_t, hL_t, pre_t = [], [], [], [], [], []
+        loss_sum = torch.zeros(P, dtype=torch.float64, device=self.device)
+        loss_graph = 0.0
+        correct = torch.zeros(P, B, T, dtype=torch.bool, device=self.device)
+        max_logit = x.new_zeros(P)
+        g_eph, g_slow = x.new_zeros(P), x.new_zeros(P)
+
+        with torch.set_grad_enabled(track):
+            for t in range(T):
+                ins, gath, pre, acts, z = self._forward(x[:, :, t], r, use_eph, track=track)
+                logp = torch.log_softmax(z, dim=2)
+                loss_t = -logp.gather(2, y[:, :, t : t + 1]).squeeze(2)  # (P, B)
+                if track:
+                    loss_graph = loss_graph + loss_t.sum()
+                    pre_t.append(pre)
+                r = acts[-1] if track else acts[-1].detach()
+                with torch.no_grad():
+                    zd = z.detach()
+                    loss_sum += loss_t.detach().sum(1)
+                    correct[:, :, t] = zd.argmax(2) == y[:, :, t]
+                    max_logit = torch.maximum(max_logit, zd.abs().amax(dim=(1, 2)))
+                    e = logp.detach().exp() - F.one_hot(y[:, :, t], V).to(self.dtype)  # dL/dz
+                    ins = [h.detach() for h in ins]
+                    gath = [g.detach() if g is not None else None for g in gath]
+                    hL = acts[-1].detach()
+                    ins_t.append(ins), gath_t.append(gath), e_t.append(e), hL_t.append(hL)
+                    if bptt:
+                        continue
+                    deltas = self._online_deltas(e, ins, pre, acts, use_eph)
+                    deltas_t.append(deltas)
+                    if want_norms:
+                        ge, gs = self._char_norms(deltas, ins, gath, e, hL)
+                        g_eph, g_slow = g_eph + ge, g_slow + gs
+                    if self.ephemeral and use_eph:
+                        self._ephemeral_step(deltas, gath)
+                    if not self.ephemeral and learn:  # RNN: one optimizer step per character
+                        self._apply_slow(self._slow_grads([deltas], [ins], [e], [hL]), 1.0 / B)
+
+        with torch.no_grad():
+            if track:
+                flat = [a for pre in pre_t for a in pre]
+                grads = torch.autograd.grad(loss_graph, flat)
+                deltas_t = [list(grads[t * self.L : (t + 1) * self.L]) for t in range(T)]
+                if want_norms:
+                    for args in zip(deltas_t, ins_t, gath_t, e_t, hL_t):
+                        ge, gs = self._char_norms(*args)
+                        g_eph, g_slow = g_eph + ge, g_slow + gs
+                if self.ephemeral and use_eph:  # one ephemeral step at sequence end, summed over characters
+                    total = [sum(d[l].unsqueeze(-1) * g[l] for d, g in zip(deltas_t, gath_t)) for l in range(self.L)]
+                    self._ephemeral_bptt(total)
+            if learn and (self.ephemeral or bptt):
+                self._apply_slow(self._slow_grads(deltas_t, ins_t, e_t, hL_t), 1.0 / B)
+
+            n_mem = memory.sum(dim=(1, 2)).double()
+            out = {
+                "loss": loss_sum / (B * T),
+                "acc": correct.double().mean(dim=(1, 2)),
+                "mem_acc": (correct & memory).sum(dim=(1, 2)).double() / n_mem,
+                "max_logit": max_logit,
+            }
+            if want_norms:
+                out["grad_eph"] = torch.sqrt(g_eph / (B * T))
+                out["grad_slow"] = torch.sqrt(g_slow / (B * T))
+            return out
+
+    def _ephemeral_bptt(self, total):
+        step = (-(self.lr * self.plasticity)).view(-1, 1, 1, 1)
+        gamma = self.gamma.view(-1, 1, 1, 1)
+        clip = self.clip.view(-1, 1, 1, 1)
+        for l in range(self.L):
+            self.E[l].add_(total[l] * step).mul_(gamma)
+            if bool(torch.isfinite(self.clip).any()):
+                torch.clamp(self.E[l], -clip, clip, out=self.E[l])
+
+    def _char_norms(self, deltas, ins, gath, e, hL):
+        """Squared raw gradient norms of one character, ephemeral and slow, summed over sequences: (P,)."""
+        eph = torch.zeros_like(e[:, 0, 0])
+        slow = (e.square().sum(2) * (hL.square().sum(2) + 1)).sum(1)
+        for l in range(self.L):
+            d2 = deltas[l].square().sum(2)  # (P, B)
+            full = d2 * (ins[l].square().sum(2) + 1)  # weights and bias of layer l
+            if self.ephemeral:
+                ge = ell.grad_sq_norm(deltas[l], gath[l])
+                eph = eph + ge.sum(1)
+                full = full - ge
+            slow = slow + full.sum(1)
+        return eph, slow.clamp(min=0)
+
+    # ------------------------------------------------------------------ public API
+
+    def step(self) -> StepMetrics:
+        """Train every running member on its next batch; return that batch's metrics."""
+        cfg, i = self.cfg, self.batch_index
+        full = i % cfg.metrics_every == 0 or i == cfg.batches - 1
+        batch = self.task.sample(self.seeds, i, self.B, stream=TRAIN_STREAM)
+        tokens = torch.from_numpy(batch.tokens).to(self.device)
+        memory = torch.from_numpy(batch.memory).to(self.device)
+        if self.ephemeral and i % cfg.reset_every == 0:
+            for E in self.E:
+                E.zero_()
+        out = self._run_sequence(tokens, memory, learn=True, use_eph=True, want_norms=full)
+        with torch.no_grad():
+            if full:
+                ge, gs = out["grad_eph"], out["grad_slow"]
+                has_eph = self.n_eph > 0
+                nan = torch.full_like(ge, float("nan"))
+                out["grad_ratio"] = torch.where(has_eph & (gs > 0), ge / gs, nan)
+                rms_e = ge / torch.sqrt(self.n_eph.clamp(min=1).to(ge.dtype))
+                rms_s = gs / torch.sqrt(self.n_slow.to(ge.dtype))
+                out["grad_rms_ratio"] = torch.where(has_eph & (gs > 0), rms_e / rms_s, nan)
+                w_eph = sum(E.square().sum(dim=(2, 3)) for E in self.E) if self.E else torch.zeros_like(ge)[:, None]
+                out["w_eph"] = torch.sqrt(w_eph.mean(1))
+                out["w_slow"] = torch.sqrt(sum(p.reshape(p.shape[0], -1).square().sum(1) for p in self._params()))
+            exploded = self._check_explosion(out["loss"], out["max_logit"])
+        n = self.size
+        host = {k: v.detach().double().cpu().numpy() for k, v in out.items()}
+        nan = np.full(n, np.nan)
+        metrics = StepMetrics(
+            step=i,
+            member=self.member_ids.cpu().numpy(),
+            exploded=exploded,
+            full=full,
+            **{name: host.get(name, nan) for name in METRIC_NAMES},
+        )
+        for row, m in enumerate(metrics.member):
+            self.steps_done[m] = i + 1
+            if full:
+                self.final[m] = {name: float(getattr(metrics, name)[row]) for name in METRIC_NAMES}
+        self.batch_index += 1
+        newly = metrics.member[exploded].tolist()
+        if newly and cfg.stop_on_explosion:
+            self.drop(newly, Outcome.EXPLODED)
+        if self.batch_index >= cfg.batches:
+            for m in self.alive:
+                if self.outcome[m] == Outcome.RUNNING:
+                    self.outcome[m] = Outcome.STABLE
+        return metrics
+
+    def _check_explosion(self, loss, max_logit) -> np.ndarray:
+        cfg, i = self.cfg, self.batch_index
+        self.loss_hist[:, i % cfg.explode_window] = loss.double()
+        window = self.loss_hist if i + 1 >= cfg.explode_window else self.loss_hist[:, : i + 1]
+        mean = window.mean(1)
+        self.best_window = torch.fmin(self.best_window, mean)
+        bad = ~torch.isfinite(loss) | ~torch.isfinite(max_logit)
+        if i >= cfg.explode_grace:
+            rose = mean > self.best_window + cfg.explode_margin
+            bad |= (mean > cfg.explode_threshold) & rose
+        bad = bad.cpu().numpy()
+        first = np.array([self.explode_step[m] is None for m in self.alive], dtype=bool)
+        newly = bad & first
+        for m in np.asarray(self.alive)[newly]:
+            self.explode_step[int(m)] = i
+            self.outcome[int(m)] = Outcome.EXPLODED
+        return newly
+
+    def run(self, batches: int | None = None) -> Iterator[StepMetrics]:
+        """Train up to `batches` more batches (default: the rest of the budget), yielding metrics."""
+        end = self.cfg.batches if batches is None else min(self.cfg.batches, self.batch_index + batches)
+        while self.batch_index < end and self.size > 0:
+            yield self.step()
+
+    def evaluate(self, n_batches: int = 10, ephemeral: bool = True) -> dict[str, np.ndarray]:
+        """Accuracy on fresh sequences, slow weights frozen; ephemeral dynamics on (or held at 0).
+
+        Returns arrays aligned with `self.alive`. The training state (ephemeral values) is restored.
+        """
+        saved = [E.clone() for E in self.E]
+        totals = {"loss": 0.0, "acc": 0.0, "mem_acc": 0.0}
+        for j in range(n_batches):
+            batch = self.task.sample(self.seeds, j, self.B, stream=EVAL_STREAM)
+            for E in self.E:
+                E.zero_()
+            out = self._run_sequence(torch.from_numpy(batch.tokens).to(self.device),
+                                     torch.from_numpy(batch.memory).to(self.device),
+                                     learn=False, use_eph=ephemeral and self.ephemeral, want_norms=False)
+            for k in totals:
+                totals[k] = totals[k] + out[k].double().cpu().numpy()
+        self.E = saved
+        return {"member": np.asarray(self.alive), **{k: v / n_batches for k, v in totals.items()}}
+
+    def summaries(self) -> list[MemberSummary]:
+        return [
+            MemberSummary(member=m, outcome=self.outcome[m].value, explode_step=self.explode_step[m],
+                          steps_done=self.steps_done[m], final=self.final[m])
+            for m in range(len(self.hypers))
+        ]
