@@ -138,7 +138,7 @@ class TrainConfig:
     """Record the full metrics every this many batches (loss is watched every batch)."""
     explode_threshold: float = 2.0
     explode_window: int = 10
-    explode_grace: int = 10
+    explode_grace: int = 50
     explode_margin: float = 0.5
     """A loss above the threshold counts as an explosion only once it has also risen this many
     nats above its best windowed value: a run that never got below chance is not exploding."""

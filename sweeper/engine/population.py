@@ -116,8 +116,10 @@ class Population:
         n_total = sum(o * i + o for o, i in layer_sizes(model, self.V)) + self.V * model.width + self.V
         self.n_slow = n_total - self.n_eph
         self.n_in = [i for _, i in layer_sizes(model, self.V)]
-        self.cols = [ell.build_cols(ms, dev) for ms in masks] if self.ephemeral else []  # (P, n_out, k)
-        self.E = [torch.zeros(len(members), self.B, c.shape[1], c.shape[2], dtype=dt, device=dev) for c in self.cols]
+        index = [ell.build_index(ms, dev) for ms in masks] if self.ephemeral else []
+        self.rows = [r for r, _ in index]  # (P, nnz): each masked entry's row ...
+        self.cols = [c for _, c in index]  # ... and column
+        self.E = [torch.zeros(len(members), self.B, c.shape[1], dtype=dt, device=dev) for c in self.cols]  # (P, B, nnz)
         self.adam_step = 0
         if cfg.optimizer == "adam":
             self.adam_m = [torch.zeros_like(p) for p in self._params()]
@@ -135,7 +137,7 @@ class Population:
     # ------------------------------------------------------------------ state handling
 
     _PER_MEMBER = ("member_ids", "lr", "plasticity", "gamma", "clip", "S", "bias", "W_out", "b_out",
-                   "feedback_T", "slow_mask", "n_eph", "n_slow", "cols", "E", "adam_m", "adam_v", "loss_hist", "best_window")
+                   "feedback_T", "slow_mask", "n_eph", "n_slow", "rows", "cols", "E", "adam_m", "adam_v", "loss_hist", "best_window")
 
     @property
     def size(self) -> int:
@@ -192,9 +194,9 @@ class Population:
             a = torch.baddbmm(self.bias[l].unsqueeze(1), h, self.S[l].transpose(1, 2))  # (P, B, n_out)
             hg = None
             if self.ephemeral:
-                hg = ell.gather_inputs(h, self.cols[l])  # (P, B, n_out, k)
+                hg = ell.gather_inputs(h, self.cols[l])  # (P, B, nnz)
                 if use_eph:
-                    a = a + ell.matvec(self.E[l], hg)
+                    a = a + ell.matvec(self.E[l], hg, self.rows[l], a.shape[2])
             if track and not a.requires_grad:
                 a.requires_grad_(True)
             ins.append(h)
@@ -220,18 +222,19 @@ class Population:
             if l > 0:
                 back = torch.bmm(deltas[l], self.S[l])
                 if self.ephemeral and use_eph:
-                    back = back + ell.rmatvec(self.E[l], deltas[l], self.cols[l], self.n_in[l])
+                    dg = ell.gather_rows(deltas[l], self.rows[l])
+                    back = back + ell.rmatvec(self.E[l], dg, self.cols[l], self.n_in[l])
         return deltas
 
     def _ephemeral_step(self, deltas, gath):
         """E <- clip(gamma * (E - lr * plasticity * delta h^T)) on the masked entries."""
-        step = (-(self.lr * self.plasticity)).view(-1, 1, 1, 1)
-        gamma = self.gamma.view(-1, 1, 1, 1)
-        clip = self.clip.view(-1, 1, 1, 1)
+        step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
+        gamma = self.gamma.view(-1, 1, 1)
+        clip = self.clip.view(-1, 1, 1)
         clipping = bool(torch.isfinite(self.clip).any())
         for l in range(self.L):
             E = self.E[l]
-            E.addcmul_(deltas[l].unsqueeze(-1) * step, gath[l]).mul_(gamma)
+            E.addcmul_(ell.gather_rows(deltas[l] * step, self.rows[l]), gath[l]).mul_(gamma)
             if clipping:
                 torch.clamp(E, -clip, clip, out=E)
 
@@ -333,7 +336,8 @@ class Population:
                         ge, gs = self._char_norms(*args)
                         g_eph, g_slow = g_eph + ge, g_slow + gs
                 if self.ephemeral and use_eph:  # one ephemeral step at sequence end, summed over characters
-                    total = [sum(d[l].unsqueeze(-1) * g[l] for d, g in zip(deltas_t, gath_t)) for l in range(self.L)]
+                    total = [sum(ell.gather_rows(d[l], self.rows[l]) * g[l] for d, g in zip(deltas_t, gath_t))
+                             for l in range(self.L)]
                     self._ephemeral_bptt(total)
             if learn and (self.ephemeral or bptt):
                 self._apply_slow(self._slow_grads(deltas_t, ins_t, e_t, hL_t), 1.0 / B)
@@ -351,9 +355,9 @@ class Population:
             return out
 
     def _ephemeral_bptt(self, total):
-        step = (-(self.lr * self.plasticity)).view(-1, 1, 1, 1)
-        gamma = self.gamma.view(-1, 1, 1, 1)
-        clip = self.clip.view(-1, 1, 1, 1)
+        step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
+        gamma = self.gamma.view(-1, 1, 1)
+        clip = self.clip.view(-1, 1, 1)
         for l in range(self.L):
             self.E[l].add_(total[l] * step).mul_(gamma)
             if bool(torch.isfinite(self.clip).any()):
@@ -367,7 +371,7 @@ class Population:
             d2 = deltas[l].square().sum(2)  # (P, B)
             full = d2 * (ins[l].square().sum(2) + 1)  # weights and bias of layer l
             if self.ephemeral:
-                ge = ell.grad_sq_norm(deltas[l], gath[l])
+                ge = (ell.gather_rows(deltas[l], self.rows[l]) * gath[l]).square().sum(2)  # (P, B)
                 eph = eph + ge.sum(1)
                 full = full - ge
             slow = slow + full.sum(1)
@@ -395,7 +399,7 @@ class Population:
                 rms_e = ge / torch.sqrt(self.n_eph.clamp(min=1).to(ge.dtype))
                 rms_s = gs / torch.sqrt(self.n_slow.to(ge.dtype))
                 out["grad_rms_ratio"] = torch.where(has_eph & (gs > 0), rms_e / rms_s, nan)
-                w_eph = sum(E.square().sum(dim=(2, 3)) for E in self.E) if self.E else torch.zeros_like(ge)[:, None]
+                w_eph = sum(E.square().sum(dim=2) for E in self.E) if self.E else torch.zeros_like(ge)[:, None]
                 out["w_eph"] = torch.sqrt(w_eph.mean(1))
                 out["w_slow"] = torch.sqrt(sum(p.reshape(p.shape[0], -1).square().sum(1) for p in self._params()))
             exploded = self._check_explosion(out["loss"], out["max_logit"])
