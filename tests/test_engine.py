@@ -1,0 +1,214 @@
+"""The population engine against the plain reference loop, member by member."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sweeper.config import ConfigError, Hyper, ModelConfig, RunConfig, TrainConfig
+from sweeper.engine.population import Population
+from sweeper.engine.reference import Reference
+from sweeper.outcomes import Outcome
+from sweeper.tasks import make_task
+
+TASK = make_task("key_recall", gap_min=1, gap_max=2)
+COMPARED = ("loss", "acc", "mem_acc", "grad_eph", "grad_slow", "w_eph", "w_slow", "max_logit")
+
+# (model kind, updater, recurrence, optimizer, grad_clip)
+PAIRS = [
+    ("ephemeral", "dfa", False, "sgd", None),
+    ("ephemeral", "dfa_nod", False, "sgd", None),
+    ("ephemeral", "dfa", True, "sgd", None),
+    ("ephemeral", "backprop", False, "sgd", None),
+    ("ephemeral", "backprop", True, "sgd", None),
+    ("ephemeral", "bptt", False, "sgd", None),
+    ("ephemeral", "bptt", True, "sgd", None),
+    ("rnn", "dfa", True, "sgd", None),
+    ("rnn", "backprop", True, "sgd", None),
+    ("rnn", "backprop", False, "adam", 1.0),
+    ("rnn", "bptt", True, "sgd", None),
+    ("rnn", "bptt", True, "adam", 1.0),
+]
+
+
+def make_run(kind, updater, recurrence, optimizer="sgd", grad_clip=None, batches=100, width=12, **train):
+    return RunConfig(
+        task=TASK,
+        model=ModelConfig(kind=kind, depth=2, width=width, recurrence=recurrence),
+        train=TrainConfig(updater=updater, optimizer=optimizer, grad_clip=grad_clip, batch_size=2,
+                          batches=batches, metrics_every=1, stop_on_explosion=False, **train),
+    )
+
+
+def stable_members(kind, clip, n=3):
+    """Members with different hyperparameters, in a regime that does not explode."""
+    if kind == "rnn":
+        return [Hyper(lr=lr, ratio=0.0, clip=clip, seed=s) for lr, s in ((3e-3, 0), (1e-2, 1), (5e-3, 2))][:n]
+    return [
+        Hyper(lr=3e-3, plasticity=300, ratio=0.1, gamma=0.7, clip=clip, seed=0),
+        Hyper(lr=1e-2, plasticity=100, ratio=0.2, gamma=0.5, clip=clip, seed=1),
+        Hyper(lr=5e-3, plasticity=30, ratio=0.15, gamma=0.9, clip=clip, seed=2),
+    ][:n]
+
+
+def assert_close(engine_value, reference_value, what):
+    if math.isnan(reference_value):
+        assert math.isnan(engine_value), what
+        return
+    assert engine_value == pytest.approx(reference_value, rel=1e-5, abs=1e-7), what
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip", [math.inf, 0.15], ids=["noclip", "clip"])
+@pytest.mark.parametrize("kind,updater,recurrence,optimizer,grad_clip", PAIRS,
+                         ids=["-".join(str(x) for x in p[:4]) for p in PAIRS])
+def test_engine_matches_reference(kind, updater, recurrence, optimizer, grad_clip, clip):
+    run = make_run(kind, updater, recurrence, optimizer, grad_clip)
+    members = stable_members(kind, clip, n=2)
+    pop = Population(run, members)
+    refs = [Reference(run, h) for h in members]
+    clip_hit = False
+    for step in range(run.train.batches):
+        m = pop.step()
+        assert not m.exploded.any(), f"batch {step}: a member exploded; the comparison needs a stable regime"
+        for p, ref in enumerate(refs):
+            expected = ref.train_batch()
+            got = m.for_member(p)
+            for name in COMPARED:
+                assert_close(got[name], expected[name], f"batch {step}, member {p}, {name}")
+            if math.isfinite(clip):
+                clip_hit |= any(bool((w.abs() >= clip * (1 - 1e-6)).any()) for w in ref.W)
+    for p, ref in enumerate(refs):  # the weights themselves, at the end
+        for l in range(run.model.depth):
+            torch.testing.assert_close(pop.S[l][p].double(), ref.W[l].double(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(pop.W_out[p].double(), ref.W_out.double(), rtol=1e-5, atol=1e-6)
+    if math.isfinite(clip):
+        assert clip_hit, "the clip threshold never bound, so clipping was not tested"
+
+
+EXPLODING = Hyper(lr=0.2, plasticity=1e4, ratio=0.2, gamma=1.0, seed=3)
+
+
+def test_exploding_member_matches_reference_at_first():
+    """An exploding configuration amplifies rounding, so only its first steps are compared."""
+    run = make_run("ephemeral", "backprop", False, batches=30, explode_grace=5)
+    pop, ref = Population(run, [EXPLODING]), Reference(run, EXPLODING)
+    for step in range(2):
+        got, expected = pop.step().for_member(0), ref.train_batch()
+        for name in COMPARED:
+            assert_close(got[name], expected[name], f"batch {step} {name}")
+    for _ in pop.run():
+        pass
+    assert pop.explode_step[0] is not None, "this configuration should blow up"
+
+
+def test_dropping_members_leaves_the_others_unchanged():
+    run = make_run("ephemeral", "dfa", False, batches=12)
+    members = stable_members("ephemeral", math.inf)
+    pop = Population(run, members)
+    refs = {0: Reference(run, members[0]), 2: Reference(run, members[2])}
+    nnz_before = pop.E[1].numel()
+    for step in range(12):
+        if step == 4:
+            pop.drop([1])
+            assert pop.alive == [0, 2] and pop.E[1].numel() == nnz_before // 3 * 2  # the work shrank
+        m = pop.step()
+        for p, ref in refs.items():
+            expected = ref.train_batch()
+            for name in COMPARED:
+                assert_close(m.for_member(p)[name], expected[name], f"batch {step} member {p} {name}")
+    assert pop.outcome[1] == Outcome.STOPPED_EARLY
+    assert pop.outcome[0] == pop.outcome[2] == Outcome.STABLE
+    assert pop.steps_done == [12, 4, 12]
+
+
+def test_deterministic_for_a_seed():
+    run = make_run("ephemeral", "dfa", False, batches=5)
+    members = stable_members("ephemeral", math.inf)
+    a = [m.loss for m in Population(run, members).run()]
+    b = [m.loss for m in Population(run, members).run()]
+    np.testing.assert_array_equal(np.array(a), np.array(b))
+
+
+def test_explosion_is_flagged_and_the_member_dropped():
+    run = make_run("ephemeral", "backprop", False, batches=60, explode_grace=5)
+    run = RunConfig(task=run.task, model=run.model,
+                    train=TrainConfig(**{**run.train.__dict__, "stop_on_explosion": True}))
+    members = [Hyper(lr=3e-3, plasticity=300, seed=0), EXPLODING]
+    pop = Population(run, members)
+    for _ in pop.run():
+        pass
+    assert pop.outcome[1] == Outcome.EXPLODED and pop.explode_step[1] is not None
+    assert pop.outcome[0] == Outcome.STABLE and pop.explode_step[0] is None
+    assert pop.steps_done[1] == pop.explode_step[1] + 1 < 60
+
+
+def test_state_holds_only_masked_entries():
+    run = make_run("ephemeral", "dfa", False, width=64, batches=1)
+    h = Hyper(lr=1e-3, ratio=0.1, seed=0)
+    pop = Population(run, [h, Hyper(lr=1e-3, ratio=0.1, seed=1)])
+    for l, E in enumerate(pop.E):
+        n_out, n_in = pop.S[l].shape[1:]
+        assert E.shape[2] == round(0.1 * n_out * n_in)  # no padding at equal ratios
+
+
+def test_evaluate_without_ephemeral_entries_changes_nothing_stored():
+    run = make_run("ephemeral", "dfa", False, batches=3)
+    pop = Population(run, stable_members("ephemeral", math.inf))
+    for _ in pop.run():
+        pass
+    before = [E.clone() for E in pop.E]
+    on, off = pop.evaluate(2), pop.evaluate(2, ephemeral=False)
+    assert set(on) == {"member", "loss", "acc", "mem_acc"} and len(off["acc"]) == 3
+    for a, b in zip(before, pop.E):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "field,kwargs",
+    [
+        ("lr", {"lr": 0.0}),
+        ("lr", {"lr": -1e-3}),
+        ("lr", {"lr": float("nan")}),
+        ("plasticity", {"plasticity": 0.5}),
+        ("gamma", {"gamma": 0.0}),
+        ("gamma", {"gamma": 1.5}),
+        ("ratio", {"ratio": -0.1}),
+        ("ratio", {"ratio": 1.1}),
+        ("clip", {"clip": 0.0}),
+        ("lr", {"lr": True}),
+    ],
+)
+def test_bad_hyperparameters_are_refused_by_name(field, kwargs):
+    with pytest.raises(ConfigError) as err:
+        Hyper(**kwargs)
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    "make,field",
+    [
+        (lambda: make_task("nonsense"), "task.name"),
+        (lambda: ModelConfig(kind="transformer"), "model.kind"),
+        (lambda: TrainConfig(updater="hebbian"), "train.updater"),
+        (lambda: ModelConfig(width=0), "model.width"),
+        (lambda: TrainConfig(batch_size=0), "train.batch_size"),
+        (lambda: RunConfig(task=TASK, train=TrainConfig(optimizer="adam")), "train.optimizer"),
+        (lambda: Population(make_run("rnn", "bptt", True), [Hyper(ratio=0.1)]), "members[0].ratio"),
+        (lambda: Population(make_run("ephemeral", "dfa", False), []), "members"),
+    ],
+)
+def test_bad_config_is_refused_by_name(make, field):
+    with pytest.raises(ConfigError) as err:
+        make()
+    assert err.value.field == field
+
+
+def test_a_population_that_cannot_fit_is_refused_before_allocating():
+    run = RunConfig(task=TASK, model=ModelConfig(width=60_000), train=TrainConfig(batch_size=4096))
+    with pytest.raises(ConfigError) as err:
+        Population(run, [Hyper()] * 64)
+    assert err.value.field == "population" and "GiB" in str(err.value)
