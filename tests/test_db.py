@@ -1,0 +1,707 @@
+"""The trial database (sweeper.db), on SQLite and on PostgreSQL.
+
+Every contract test runs on both backends through the `db_url` fixture: a fresh SQLite file, or a
+fresh uniquely named PostgreSQL database (created on the server named by $SWEEPER_TEST_PG, default
+postgresql://postgres@127.0.0.1:5432/postgres, and dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import multiprocessing
+import os
+import struct
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from sweeper.db import (
+    METRIC_NAMES,
+    SCHEMA_REVISION,
+    Base,
+    BoundaryFit,
+    EarlyWarning,
+    Member,
+    MemberMetric,
+    Outcome,
+    Predictor,
+    QueryError,
+    QueryRefused,
+    StorageError,
+    Study,
+    StudyStatus,
+    Trial,
+    TrialStatus,
+    WarningAction,
+    default_url,
+    open_db,
+    parse_url,
+    run_readonly_query,
+    upgrade,
+)
+from sweeper.db.migrate import current_revision, head_revision
+from sweeper.db.models import VERSION_TABLE
+from sweeper.db.types import from_strict_json, to_strict_json
+
+PG_ADMIN_URL = os.environ.get("SWEEPER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+def _pg_admin():
+    import psycopg
+
+    conninfo = sa.make_url(PG_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as e:
+        pytest.fail(
+            f"cannot reach the PostgreSQL server for the PostgreSQL tests at {PG_ADMIN_URL} ({e}). "
+            f"Start one, or point SWEEPER_TEST_PG at a server where this user may CREATE DATABASE.",
+            pytrace=False,
+        )
+
+
+@contextmanager
+def fresh_database(backend: str, directory: Path) -> Iterator[str]:
+    """The URL of a new, empty database, removed afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'sweeper.sqlite3'}"
+        return
+    name = f"sweeper_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield (
+            sa.make_url(PG_ADMIN_URL)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with _pg_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A blank database on each backend."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def db(db_url):
+    upgrade(db_url)
+    database = open_db(db_url)
+    yield database
+    database.dispose()
+
+
+def add_pack(db, *, study_name: str = "study", n_members: int = 3, number: int = 0) -> tuple[int, int, list[int]]:
+    """A study (if new), one trial and `n_members` members; returns (study id, trial id, member ids)."""
+    with db.session() as s:
+        study = s.scalar(sa.select(Study).where(Study.name == study_name))
+        if study is None:
+            study = Study(name=study_name, spec={"task": "key_recall", "lr": [1e-4, 1e-2]}, code_version="test")
+            s.add(study)
+            s.flush()
+        trial = Trial(study_id=study.id, number=number, status=TrialStatus.RUNNING, attempts=1, device="cpu")
+        s.add(trial)
+        s.flush()
+        members = [
+            Member(
+                trial_id=trial.id,
+                study_id=study.id,
+                pack_index=i,
+                lr=1e-3 * (i + 1),
+                plasticity=1e4,
+                ratio=0.1,
+                gamma=0.7,
+                clip=math.inf,
+                seed=i,
+                config={"lr": 1e-3 * (i + 1), "clip": math.inf},
+            )
+            for i in range(n_members)
+        ]
+        s.add_all(members)
+        s.flush()
+        return study.id, trial.id, [m.id for m in members]
+
+
+def same_float(a: float | None, b: float | None) -> bool:
+    """Equal as stored values: bit for bit, except that any NaN equals any NaN."""
+    if a is None or b is None:
+        return a is None and b is None
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return struct.pack("<d", a) == struct.pack("<d", b)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Migrations
+
+
+def test_blank_database_migrates_to_head_matching_the_models(db_url):
+    assert current_revision(db_url) is None
+    assert upgrade(db_url) == SCHEMA_REVISION == head_revision()
+    assert current_revision(db_url) == SCHEMA_REVISION
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.connect() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "version_table": VERSION_TABLE, "target_metadata": Base.metadata}
+        )
+        diff = compare_metadata(context, Base.metadata)
+    engine.dispose()
+    assert tables == set(Base.metadata.tables) | {VERSION_TABLE}
+    assert diff == [], "the migrations and models.py disagree; write a new revision"
+
+    assert upgrade(db_url) == SCHEMA_REVISION  # idempotent
+
+
+def test_upgrade_from_revision_1_keeps_rows(db_url):
+    assert upgrade(db_url, "0001") == "0001"
+    engine = sa.create_engine(parse_url(db_url))
+    assert {"predictors", "boundary_fits"}.isdisjoint(sa.inspect(engine).get_table_names())
+    engine.dispose()
+    with pytest.raises(StorageError, match="revision 0001"):
+        open_db(db_url)
+
+    # Write with the tables as revision 0001 defined them (the models describe the head).
+    from sweeper.db.types import Float64, StrictJSON, UTCDateTime
+
+    metadata = sa.MetaData()
+    studies = sa.Table(
+        "studies", metadata, *(sa.Column(c) for c in ("id", "name", "status")),
+        sa.Column("created_at", UTCDateTime()), sa.Column("spec", StrictJSON()),
+    )  # fmt: skip
+    trials = sa.Table("trials", metadata, *(sa.Column(c) for c in ("id", "study_id", "number", "status", "attempts")))
+    members = sa.Table(
+        "members", metadata,
+        *(sa.Column(c) for c in ("id", "trial_id", "study_id", "pack_index", "seed", "outcome", "steps_done")),
+        *(sa.Column(c, Float64()) for c in ("lr", "plasticity", "ratio", "gamma", "clip", "final_loss")),
+        sa.Column("explode_step"), sa.Column("config", StrictJSON()),
+    )  # fmt: skip
+    warnings = sa.Table(
+        "warnings", metadata, *(sa.Column(c) for c in ("id", "member_id", "step", "predictor", "action")),
+        sa.Column("score", Float64()), sa.Column("signals", StrictJSON()), sa.Column("created_at", UTCDateTime()),
+    )  # fmt: skip
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.begin() as c:
+        c.execute(studies.insert(), {"id": 1, "name": "old", "status": "COMPLETE", "created_at": now, "spec": {"a": 1}})
+        c.execute(trials.insert(), {"id": 1, "study_id": 1, "number": 0, "status": "COMPLETE", "attempts": 2})
+        c.execute(
+            members.insert(),
+            [
+                dict(id=i + 1, trial_id=1, study_id=1, pack_index=i, seed=i, outcome=o, steps_done=100, explode_step=e,
+                     lr=1e-3, plasticity=1e4, ratio=0.1, gamma=0.7, clip=math.inf, final_loss=loss,
+                     config={"loss": loss})
+                for i, (o, e, loss) in enumerate([("stable", None, 0.5), ("exploded", 42, math.nan)])
+            ],
+        )  # fmt: skip
+        c.execute(
+            warnings.insert(),
+            {"id": 1, "member_id": 2, "step": 40, "predictor": "grad_ratio@1", "action": "shadow", "score": math.inf,
+             "signals": {"grad_ratio": [1.0, math.nan]}, "created_at": now},
+        )  # fmt: skip
+    engine.dispose()
+
+    assert upgrade(db_url) == SCHEMA_REVISION
+    db = open_db(db_url)
+    with db.read_session() as s:
+        study = s.scalars(sa.select(Study)).one()
+        assert (study.name, study.status.value, study.created_at, study.spec) == ("old", "COMPLETE", now, {"a": 1})
+        assert s.get(Trial, 1).attempts == 2
+        found = s.scalars(sa.select(Member).order_by(Member.pack_index)).all()
+        assert [(m.outcome, m.explode_step) for m in found] == [(Outcome.STABLE, None), (Outcome.EXPLODED, 42)]
+        assert found[0].final_loss == 0.5 and math.isnan(found[1].final_loss) and found[1].clip == math.inf
+        assert math.isnan(found[1].config["loss"])
+        warning = s.scalars(sa.select(EarlyWarning)).one()
+        assert (warning.member_id, warning.step, warning.action) == (2, 40, WarningAction.SHADOW)
+        assert warning.score == math.inf
+        assert warning.signals["grad_ratio"][0] == 1.0 and math.isnan(warning.signals["grad_ratio"][1])
+        assert warning.predictor_id is None and warning.created_at == now
+
+    # The column revision 0002 added works, foreign key included.
+    with db.session() as s:
+        predictor = Predictor(kind="logistic", payload={"w": [0.5, -math.inf]}, blob=b"\x00\x01")
+        s.add(predictor)
+        s.flush()
+        s.get(EarlyWarning, 1).predictor_id = predictor.id
+        s.add(BoundaryFit(study_id=1, kind="svm", payload={"c": 1.0}))
+    with db.session() as s:
+        s.delete(s.get(Predictor, predictor.id))
+    with db.read_session() as s:
+        assert s.get(EarlyWarning, 1).predictor_id is None  # ON DELETE SET NULL
+    db.dispose()
+
+
+def _upgrade_in_child(url: str, barrier, errors) -> None:
+    try:
+        barrier.wait(timeout=60)
+        assert upgrade(url) == SCHEMA_REVISION
+    except BaseException:
+        errors.put(traceback.format_exc())
+        raise
+
+
+def test_concurrent_upgrades_of_a_blank_database_all_succeed(db_url):
+    run_in_processes(_upgrade_in_child, [(db_url,)] * 3)
+    assert current_revision(db_url) == SCHEMA_REVISION
+
+
+def test_open_db_refuses_a_database_it_cannot_use(db_url, tmp_path):
+    if db_url.startswith("sqlite"):
+        with pytest.raises(StorageError, match="no database at .*upgrade"):
+            open_db(db_url)
+        assert not Path(parse_url(db_url).database).exists()  # nothing created
+    else:
+        with pytest.raises(StorageError, match="no sweeper schema.*upgrade"):
+            open_db(db_url)
+    upgrade(db_url)
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.begin() as c:
+        c.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StorageError, match="revision 9999"):
+        open_db(db_url)
+    with pytest.raises(StorageError, match="9999"):
+        upgrade(db_url)
+
+
+def test_upgrade_refuses_a_database_holding_optuna_tables(db_url):
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE study_directions (study_direction_id INTEGER PRIMARY KEY)"))
+    with pytest.raises(StorageError, match="Optuna"):
+        upgrade(db_url)
+    assert set(sa.inspect(engine).get_table_names()) == {"study_directions"}  # nothing created
+    engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values: floats, JSON, time, enums
+
+
+FLOATS = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e308, -1e308, 5e-324, 2.2250738585072014e-308, 1 / 3, None]
+
+
+def test_every_float_round_trips(db):
+    _, _, (member_id, *_) = add_pack(db, n_members=1)
+    with db.session() as s:
+        for step, value in enumerate(FLOATS):
+            s.add(MemberMetric.from_metrics(member_id, step, {name: value for name in METRIC_NAMES}))
+        member = s.get(Member, member_id)
+        member.final_loss, member.eval_mem_acc, member.clip = math.nan, -0.0, -math.inf
+
+    fresh = open_db(db.url)  # a new engine: nothing cached
+    with fresh.read_session() as s:
+        rows = s.scalars(sa.select(MemberMetric).order_by(MemberMetric.step)).all()
+        member = s.get(Member, member_id)
+    fresh.dispose()
+    assert len(rows) == len(FLOATS)
+    for row, value in zip(rows, FLOATS, strict=True):
+        for name in METRIC_NAMES:
+            assert same_float(getattr(row, name), value), (name, getattr(row, name), value)
+    assert math.isnan(member.final_loss) and same_float(member.eval_mem_acc, -0.0) and member.clip == -math.inf
+
+
+def test_nan_compares_and_sorts_alike_on_both_backends(db):
+    _, _, (member_id, *_) = add_pack(db, n_members=1)
+    values = [math.nan, 1.0, -math.inf, math.inf, -1.0, None]
+    with db.session() as s:
+        s.add_all(MemberMetric(member_id=member_id, step=i, loss=v) for i, v in enumerate(values))
+    with db.read_session() as s:
+        by_loss = s.scalars(
+            sa.select(MemberMetric.loss).where(MemberMetric.loss.is_not(None)).order_by(MemberMetric.loss)
+        ).all()
+        nan_steps = s.scalars(sa.select(MemberMetric.step).where(MemberMetric.loss == math.nan)).all()
+        above = s.scalars(sa.select(MemberMetric.step).where(MemberMetric.loss > 0).order_by(MemberMetric.step)).all()
+    assert by_loss[:4] == [-math.inf, -1.0, 1.0, math.inf] and math.isnan(by_loss[4])
+    assert nan_steps == [0]
+    assert above == [0, 1, 3]  # NaN sorts above every number on both backends
+
+
+def test_json_columns_hold_strict_json_and_round_trip_non_finite_floats(db):
+    config = {
+        "lr": math.nan, "clip": math.inf, "low": -math.inf, "zero": -0.0, "big": 1e308, "i": 3, "b": True,
+        "none": None, "s": "text", "nested": [1.5, math.nan, {"x": -math.inf}, (1, 2)],
+    }  # fmt: skip
+    _, _, (member_id, *_) = add_pack(db, n_members=1)
+    with db.session() as s:
+        s.get(Member, member_id).config = config
+    with db.read_session() as s:
+        back = s.get(Member, member_id).config
+        cast = "CAST(config AS TEXT)" if db.backend == "postgresql" else "config"
+        raw = s.execute(sa.text(f"SELECT {cast} FROM members WHERE id = :id"), {"id": member_id}).scalar_one()
+
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token} stored")
+
+    stored = json.loads(raw, parse_constant=refuse)
+    assert stored["lr"] == "NaN" and stored["clip"] == "Infinity" and stored["nested"][2] == {"x": "-Infinity"}
+    assert math.isnan(back["lr"]) and back["clip"] == math.inf and back["low"] == -math.inf
+    assert same_float(back["zero"], -0.0) and back["big"] == 1e308
+    assert (back["i"], back["b"], back["none"], back["s"]) == (3, True, None, "text")
+    assert back["nested"][0] == 1.5 and math.isnan(back["nested"][1]) and back["nested"][2] == {"x": -math.inf}
+    assert back["nested"][3] == [1, 2]
+
+
+def test_strict_json_names_what_it_cannot_store():
+    with pytest.raises(TypeError, match=r"\$\.a\[1\]: object"):
+        to_strict_json({"a": [1, object()]})
+    with pytest.raises(TypeError, match="keys must be strings"):
+        to_strict_json({1: 2})
+    assert from_strict_json(to_strict_json({"v": [math.inf]})) == {"v": [math.inf]}
+
+
+def test_timestamps_are_utc_aware(db):
+    add_pack(db)
+    when = dt.datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    with db.session() as s:
+        s.get(Trial, 1).started_at = when
+    with db.read_session() as s:
+        trial = s.get(Trial, 1)
+        assert trial.started_at == when and trial.started_at.tzinfo == dt.UTC
+        assert s.get(Study, 1).created_at.tzinfo == dt.UTC
+    with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
+        with db.session() as s:
+            s.get(Trial, 1).finished_at = dt.datetime(2026, 1, 1)
+
+
+def test_every_enum_value_fits_its_column(db):
+    """A value added to an enum (e.g. sweeper.outcomes.Outcome) needs a migration of the CHECK constraint."""
+    study_id, trial_id, (member_id, *_) = add_pack(db)
+    for column, values in [
+        (Study.status, StudyStatus),
+        (Trial.status, TrialStatus),
+        (Member.outcome, Outcome),
+    ]:
+        for value in values:
+            with db.session() as s:
+                row_id = {Study: study_id, Trial: trial_id, Member: member_id}[column.class_]
+                s.execute(sa.update(column.class_).where(column.class_.id == row_id).values({column.key: value}))
+    for action in WarningAction:
+        with db.session() as s:
+            s.add(EarlyWarning(member_id=member_id, step=0, score=1.0, predictor="p", action=action))
+    with db.read_session() as s:
+        assert s.get(Member, member_id).outcome is list(Outcome)[-1]  # the last one written
+        assert {w.action for w in s.scalars(sa.select(EarlyWarning))} == set(WarningAction)
+
+
+def test_constraints_hold(db):
+    _, trial_id, (member_id, *_) = add_pack(db)
+    with pytest.raises(sa.exc.IntegrityError):  # enum CHECK, even for raw SQL
+        with db.session() as s:
+            s.execute(sa.text("UPDATE members SET outcome = 'bogus' WHERE id = :id"), {"id": member_id})
+    with pytest.raises(sa.exc.IntegrityError):  # one row per (member, step)
+        with db.session() as s:
+            s.add_all([MemberMetric(member_id=member_id, step=5), MemberMetric(member_id=member_id, step=5)])
+    with pytest.raises(sa.exc.IntegrityError):  # foreign keys are on
+        with db.session() as s:
+            s.add(MemberMetric(member_id=10_000, step=0))
+    with pytest.raises(ValueError, match="unknown metric.*lossy"):
+        MemberMetric.from_metrics(member_id, 0, {"lossy": 1.0})
+
+
+def test_deleting_a_study_deletes_its_trials_members_metrics_and_warnings(db):
+    study_id, _, member_ids = add_pack(db)
+    other_study, _, _ = add_pack(db, study_name="other")
+    with db.session() as s:
+        s.add_all(MemberMetric(member_id=m, step=0, loss=1.0) for m in member_ids)
+        s.add(EarlyWarning(member_id=member_ids[0], step=0, score=0.9, predictor="p", action=WarningAction.STOPPED))
+    with db.session() as s:
+        s.execute(sa.delete(Study).where(Study.id == study_id))
+    with db.read_session() as s:
+        counts = {
+            t: s.scalar(sa.select(sa.func.count()).select_from(t)) for t in (Trial, Member, MemberMetric, EarlyWarning)
+        }
+        assert counts == {Trial: 1, Member: 3, MemberMetric: 0, EarlyWarning: 0}
+        assert s.scalars(sa.select(Member.study_id).distinct()).all() == [other_study]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Engine: URLs, pragmas, sessions, many writers
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("", "empty storage URL"),
+        ("   ", "empty storage URL"),
+        ("sweeper.sqlite3", "cannot parse storage URL"),
+        ("mysql://user@host/db", "unsupported database 'mysql'"),
+        ("sqlite://", "missing database file path"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("sqlite://sweeper.sqlite3", "three slashes"),
+        ("sqlite:////no/such/directory/sweeper.sqlite3", "directory /no/such/directory does not exist"),
+        ("sqlite:///x.sqlite3?mode=memory", "no options"),
+        ("sqlite+aiosqlite:///x.sqlite3", "driver 'aiosqlite'"),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432", "missing database name"),
+        ("postgresql+psycopg2://user:hunter2@127.0.0.1/db", "driver 'psycopg2'"),
+    ],
+)
+def test_malformed_storage_urls_are_refused_before_connecting(url, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for call in (parse_url, open_db, upgrade, lambda u: run_readonly_query(u, "SELECT 1")):
+        with pytest.raises(StorageError, match=message) as caught:
+            call(url)
+        assert "hunter2" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_is_not_a_database(tmp_path):
+    with pytest.raises(StorageError, match="is a directory"):
+        parse_url(f"sqlite:///{tmp_path}")
+
+
+def test_default_url_and_relative_paths(tmp_path, monkeypatch):
+    monkeypatch.delenv("SWEEPER_DB", raising=False)
+    assert default_url() == "sqlite:///sweeper.sqlite3"
+    monkeypatch.setenv("SWEEPER_DB", "sqlite:///runs/x.sqlite3")
+    assert default_url() == "sqlite:///runs/x.sqlite3"
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert parse_url(None).database == str(tmp_path / "runs" / "x.sqlite3")  # absolute, for Ray workers
+    assert parse_url("postgresql://u@h/d").drivername == "postgresql+psycopg"
+
+
+def test_sqlite_connections_are_configured_for_many_writers(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    upgrade(url)
+    db = open_db(url)
+    with db.engine.connect() as c:
+        pragmas = {
+            p: c.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("journal_mode", "busy_timeout", "foreign_keys")
+        }
+    assert pragmas == {"journal_mode": "wal", "busy_timeout": 30_000, "foreign_keys": 1}
+    statements = []
+    sa.event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    add_pack(db)
+    assert statements[0] == "BEGIN IMMEDIATE"
+    with db.read_session() as s:
+        assert s.execute(sa.text("PRAGMA query_only")).scalar() == 1
+    db.dispose()
+
+
+def test_read_sessions_cannot_write(db):
+    add_pack(db)
+    with pytest.raises(sa.exc.DBAPIError):
+        with db.read_session() as s:
+            s.execute(sa.text("DELETE FROM members"))
+    with db.read_session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Member)) == 3
+
+
+def run_in_processes(target, args_list: list[tuple], timeout_s: float = 120) -> None:
+    """Run target(*args, barrier, errors) in one forked process each, started together.
+
+    The caller must hold no open database connection (children open their own; SQLite forbids
+    carrying a connection across fork()).
+    """
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(len(args_list))
+    errors = context.Queue()
+    processes = [context.Process(target=target, args=(*args, barrier, errors)) for args in args_list]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout_s)
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    assert not failures, "\n".join(failures)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+
+
+MEMBERS_PER_WRITER, STEPS_PER_MEMBER = 50, 10
+
+
+def _write_members_in_child(url: str, study_id: int, trial_id: int, spans, barrier, errors) -> None:
+    try:
+        db = open_db(url)
+        barrier.wait(timeout=60)
+        start = time.monotonic()
+        for i in range(MEMBERS_PER_WRITER):
+            with db.session() as s:  # one short transaction per member, reading before writing
+                done = s.scalar(sa.select(sa.func.count()).select_from(Member).where(Member.trial_id == trial_id))
+                member = Member(
+                    trial_id=trial_id, study_id=study_id, pack_index=done, lr=1e-3, plasticity=1e4, ratio=0.1,
+                    gamma=0.7, clip=math.inf, seed=i, config={"i": i}, outcome=Outcome.STABLE,
+                )  # fmt: skip
+                s.add(member)
+                s.flush()
+                s.add_all(
+                    MemberMetric.from_metrics(member.id, step, {"loss": 1.0 / (step + 1), "max_logit": math.inf})
+                    for step in range(STEPS_PER_MEMBER)
+                )
+        spans.put((start, time.monotonic()))
+        db.dispose()
+    except BaseException:
+        errors.put(traceback.format_exc())
+        raise
+
+
+def test_six_writer_processes_at_once(db):
+    writers = 6
+    study_id, _, _ = add_pack(db, n_members=0)
+    trial_ids = [add_pack(db, n_members=0, number=n + 1)[1] for n in range(writers)]
+    spans = multiprocessing.get_context("fork").Queue()
+    db.dispose()  # no connection crosses fork()
+    run_in_processes(
+        _write_members_in_child, [(db.url.render_as_string(hide_password=False), study_id, t, spans) for t in trial_ids]
+    )
+    starts, ends = zip(*(spans.get(timeout=5) for _ in range(writers)), strict=True)
+    assert max(starts) < min(ends), "the writers did not overlap; the test proves nothing"
+    with db.read_session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Member)) == writers * MEMBERS_PER_WRITER
+        assert s.scalar(sa.select(sa.func.count()).select_from(MemberMetric)) == (
+            writers * MEMBERS_PER_WRITER * STEPS_PER_MEMBER
+        )
+        per_trial = s.execute(sa.select(Member.trial_id, sa.func.count()).group_by(Member.trial_id)).all()
+        assert sorted(n for _, n in per_trial) == [MEMBERS_PER_WRITER] * writers
+
+
+# ---------------------------------------------------------------------------------------------------
+# Read-only queries
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def ro_url(request, tmp_path_factory) -> Iterator[str]:
+    """One populated database per backend, shared by the read-only query tests (which must not change it)."""
+    with fresh_database(request.param, tmp_path_factory.mktemp("ro")) as url:
+        upgrade(url)
+        db = open_db(url)
+        _, _, member_ids = add_pack(db)
+        with db.session() as s:
+            s.get(Member, member_ids[1]).final_loss = math.nan
+            s.add_all(MemberMetric(member_id=m, step=k, loss=float(k)) for m in member_ids for k in range(3))
+        db.dispose()
+        yield url
+
+
+def snapshot(url: str) -> dict:
+    """Everything a write could change: schema, every row, SQLite's header fields."""
+    engine = sa.create_engine(parse_url(url))
+    with engine.connect() as c:
+        inspector = sa.inspect(c)
+        state = {"tables": sorted(inspector.get_table_names()), "views": sorted(inspector.get_view_names())}
+        for table in state["tables"]:
+            state[table] = repr(c.execute(sa.text(f"SELECT * FROM {table} ORDER BY 1")).all())
+        if url.startswith("sqlite"):
+            for pragma in ("user_version", "journal_mode", "schema_version"):
+                state[pragma] = c.exec_driver_sql(f"PRAGMA {pragma}").scalar()
+            state["files"] = sorted(p.name for p in Path(parse_url(url).database).parent.iterdir())
+    engine.dispose()
+    return state
+
+
+def test_readonly_query_returns_columns_and_rows(ro_url):
+    columns, rows = run_readonly_query(
+        ro_url, "SELECT pack_index, lr, final_loss, clip FROM members ORDER BY pack_index"
+    )
+    assert columns == ["pack_index", "lr", "final_loss", "clip"]
+    assert [r[:2] for r in rows] == [(0, 1e-3), (1, 2e-3), (2, 3e-3)]
+    assert rows[0][2] is None and math.isnan(float(rows[1][2])) and rows[0][3] == math.inf
+    assert run_readonly_query(ro_url, "  -- a comment\nWITH x AS (SELECT 2 AS v) SELECT v FROM x;") == (["v"], [(2,)])
+    assert run_readonly_query(ro_url, "VALUES (1, 'a')") == (["column1", "column2"], [(1, "a")])
+    # SQL injection is just text here: the database sees one SELECT of a string.
+    assert run_readonly_query(ro_url, "SELECT '; DROP TABLE members; --' AS s") == (
+        ["s"],
+        [("; DROP TABLE members; --",)],
+    )
+
+
+def _refused_statements(tmp: Path) -> list[str]:
+    return [
+        "INSERT INTO studies (name, created_at, status, spec) VALUES ('x', '2026-01-01', 'CREATED', '{}')",
+        "UPDATE members SET lr = 0",
+        "DELETE FROM members",
+        "DROP TABLE members",
+        "SELECT 1; DROP TABLE members",
+        "SELECT 1; DELETE FROM members;",
+        f"ATTACH DATABASE '{tmp}/evil.sqlite3' AS evil",
+        "PRAGMA query_only = OFF",
+        "PRAGMA journal_mode = DELETE",
+        "PRAGMA user_version = 7",
+        "CREATE TEMP TABLE t AS SELECT * FROM members",
+        "CREATE TEMP VIEW v AS SELECT 1",
+        "CREATE TABLE t (x INTEGER)",
+        "ALTER TABLE members ADD COLUMN x INTEGER",
+        "VACUUM",
+        f"VACUUM INTO '{tmp}/copy.sqlite3'",
+        "REINDEX",
+        "ANALYZE",
+        "BEGIN",
+        "COMMIT",
+        "SAVEPOINT s",
+        "REPLACE INTO studies (id, name, created_at, status, spec) VALUES (1, 'x', '2026-01-01', 'CREATED', '{}')",
+    ]
+
+
+_POSTGRESQL_ONLY = [
+    "SET default_transaction_read_only = off",
+    "SET TRANSACTION READ WRITE",
+    "COPY (SELECT 1) TO PROGRAM 'touch /tmp/sweeper_pwned'",
+    "COPY members TO STDOUT",
+    "DO $$ BEGIN DELETE FROM members; END $$",
+    "WITH d AS (DELETE FROM members RETURNING id) SELECT * FROM d",
+    "SELECT * FROM members FOR UPDATE",
+    "SELECT nextval('members_id_seq')",
+    "TRUNCATE members",
+    "LOCK TABLE members",
+]
+
+
+def test_readonly_query_refuses_anything_but_one_read_and_changes_nothing(ro_url, tmp_path):
+    before = snapshot(ro_url)
+    statements = _refused_statements(tmp_path)
+    if ro_url.startswith("postgresql"):
+        statements += _POSTGRESQL_ONLY
+    for sql in statements:
+        with pytest.raises(QueryRefused, match="only a single read statement"):
+            run_readonly_query(ro_url, sql)
+    assert snapshot(ro_url) == before
+    assert list(tmp_path.iterdir()) == [] and not Path("/tmp/sweeper_pwned").exists()
+
+
+def test_readonly_query_errors_are_not_refusals(ro_url):
+    with pytest.raises(QueryError) as caught:
+        run_readonly_query(ro_url, "SELECT * FROM no_such_table")
+    assert not isinstance(caught.value, QueryRefused) and "no_such_table" in str(caught.value)
+    with pytest.raises(QueryRefused, match="empty"):
+        run_readonly_query(ro_url, "  \n ")
+    with pytest.raises(QueryError, match="more than 4 rows; add a LIMIT"):
+        run_readonly_query(ro_url, "SELECT * FROM member_metrics", max_rows=4)
+    assert len(run_readonly_query(ro_url, "SELECT * FROM member_metrics", max_rows=9)[1]) == 9
+
+
+def test_readonly_query_time_limit(ro_url):
+    forever = (
+        "SELECT pg_sleep(10)"
+        if ro_url.startswith("postgresql")
+        else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    )
+    start = time.monotonic()
+    with pytest.raises(QueryError, match="ran past its 0.3 s limit"):
+        run_readonly_query(ro_url, forever, timeout_s=0.3)
+    assert time.monotonic() - start < 5
