@@ -212,3 +212,21 @@ def test_a_population_that_cannot_fit_is_refused_before_allocating():
     with pytest.raises(ConfigError) as err:
         Population(run, [Hyper()] * 64)
     assert err.value.field == "population" and "GiB" in str(err.value)
+
+
+@pytest.mark.parametrize("reset_every", [1, 2])
+@pytest.mark.parametrize("ephemeral", [True, False])
+def test_evaluate_matches_reference(reset_every, ephemeral):
+    run = make_run("ephemeral", "dfa", False, batches=6, reset_every=reset_every)
+    members = stable_members("ephemeral", math.inf, n=2)
+    pop, refs = Population(run, members), [Reference(run, h) for h in members]
+    for _ in pop.run():
+        pass
+    for ref in refs:
+        for _ in range(6):
+            ref.train_batch()
+    got = pop.evaluate(3, ephemeral=ephemeral)
+    for p, ref in enumerate(refs):
+        expected = ref.evaluate(3, ephemeral=ephemeral)
+        for name in ("loss", "acc", "mem_acc"):
+            assert_close(float(got[name][p]), expected[name], f"member {p} {name}")

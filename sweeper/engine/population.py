@@ -457,11 +457,14 @@ class Population:
         Returns arrays aligned with `self.alive`. The training state (ephemeral values) is restored.
         """
         saved = [E.clone() for E in self.E]
+        for E in self.E:
+            E.zero_()
         totals = {"loss": 0.0, "acc": 0.0, "mem_acc": 0.0}
         for j in range(n_batches):
             batch = self.task.sample(self.seeds, j, self.B, stream=EVAL_STREAM)
-            for E in self.E:
-                E.zero_()
+            if j % self.cfg.reset_every == 0:  # evaluation state starts at 0, resets as in training
+                for E in self.E:
+                    E.zero_()
             out = self._run_sequence(torch.from_numpy(batch.tokens).to(self.device),
                                      torch.from_numpy(batch.memory).to(self.device),
                                      learn=False, use_eph=ephemeral and self.ephemeral, want_norms=False)
