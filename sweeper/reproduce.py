@@ -83,7 +83,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     # A few seconds; for tests only.
     "smoke": {"width": 8, "batch_size": 4, "batches": 3, "seeds": 2, "eval_batches": 1,
               "rnn_lr": 1e-3, "any_recurrence": "hardest"},
-    # A shared 2-core CPU, about a quarter of an hour.
+    # A shared 2-core CPU: measured 9 min 20 s (with another training job competing for the CPU).
     "quick": {"width": 128, "batch_size": 32, "batches": 1000, "seeds": 3, "eval_batches": 10,
               "rnn_lr": 1e-3, "any_recurrence": "both"},
     # A GPU: the paper's width, more batches and seeds.
