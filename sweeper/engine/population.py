@@ -106,6 +106,7 @@ class Population:
         self.seeds = np.array([h.seed for h in members], dtype=np.int64)
         self.lr, self.plasticity = per_member("lr"), per_member("plasticity")
         self.gamma, self.clip = per_member("gamma"), per_member("clip")
+        self.clipping = bool(torch.isfinite(self.clip).any())  # any member clips (refreshed by drop)
         self.S = [stack(lambda m, l=l: m.W[l]) for l in range(self.L)]  # (P, n_out, n_in)
         self.bias = [stack(lambda m, l=l: m.b[l]) for l in range(self.L)]  # (P, n_out)
         self.W_out, self.b_out = stack(lambda m: m.W_out), stack(lambda m: m.b_out)  # (P, V, n_L), (P, V)
@@ -174,6 +175,7 @@ class Population:
             elif isinstance(value, torch.Tensor) and value.dim() > 0:
                 setattr(self, name, value.index_select(0, idx))
         self.seeds = self.seeds[keep.cpu().numpy()]
+        self.clipping = bool(torch.isfinite(self.clip).any())
 
     # ------------------------------------------------------------------ one sequence
 
@@ -229,14 +231,22 @@ class Population:
     def _ephemeral_step(self, deltas, gath):
         """E <- clip(gamma * (E - lr * plasticity * delta h^T)) on the masked entries."""
         step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
-        gamma = self.gamma.view(-1, 1, 1)
-        clip = self.clip.view(-1, 1, 1)
-        clipping = bool(torch.isfinite(self.clip).any())
         for l in range(self.L):
-            E = self.E[l]
-            E.addcmul_(ell.gather_rows(deltas[l] * step, self.rows[l]), gath[l]).mul_(gamma)
-            if clipping:
-                torch.clamp(E, -clip, clip, out=E)
+            self.E[l].addcmul_(ell.gather_rows(deltas[l] * step, self.rows[l]), gath[l])
+            self._decay_and_clip(self.E[l])
+
+    def _ephemeral_bptt(self, total):
+        """The same step once per sequence, with the gradient summed over its characters."""
+        step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
+        for l in range(self.L):
+            self.E[l].addcmul_(total[l], step)
+            self._decay_and_clip(self.E[l])
+
+    def _decay_and_clip(self, E):
+        E.mul_(self.gamma.view(-1, 1, 1))
+        if self.clipping:
+            clip = self.clip.view(-1, 1, 1)
+            torch.clamp(E, -clip, clip, out=E)
 
     def _slow_grads(self, deltas_t, ins_t, e_t, hL_t):
         """Sum over the given characters and sequences of every slow parameter's gradient."""
@@ -273,8 +283,8 @@ class Population:
                 denom = (v.sqrt() / math.sqrt(bc2)).add_(ADAM_EPS)
                 new.append(p - view(self.lr / bc1, g) * (m / denom))
             params = new
-        clip = self.clip
-        if bool(torch.isfinite(clip).any()):
+        if self.clipping:
+            clip = self.clip
             params = [torch.clamp(p, -view(clip, p), view(clip, p)) for p in params]
         if self.ephemeral:  # ephemeral positions of the slow matrices stay exactly 0
             params[: self.L] = [p * m for p, m in zip(params[: self.L], self.slow_mask)]
@@ -353,15 +363,6 @@ class Population:
                 out["grad_eph"] = torch.sqrt(g_eph / (B * T))
                 out["grad_slow"] = torch.sqrt(g_slow / (B * T))
             return out
-
-    def _ephemeral_bptt(self, total):
-        step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
-        gamma = self.gamma.view(-1, 1, 1)
-        clip = self.clip.view(-1, 1, 1)
-        for l in range(self.L):
-            self.E[l].add_(total[l] * step).mul_(gamma)
-            if bool(torch.isfinite(self.clip).any()):
-                torch.clamp(self.E[l], -clip, clip, out=self.E[l])
 
     def _char_norms(self, deltas, ins, gath, e, hL):
         """Squared raw gradient norms of one character, ephemeral and slow, summed over sequences: (P,)."""

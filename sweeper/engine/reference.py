@@ -42,19 +42,9 @@ import torch
 from ..config import Hyper, RunConfig
 from ..tasks.base import EVAL_STREAM, TRAIN_STREAM
 from .init import init_member
+from .metrics import METRIC_NAMES
 
-METRIC_KEYS = (
-    "loss",
-    "acc",
-    "mem_acc",
-    "grad_eph",
-    "grad_slow",
-    "grad_ratio",
-    "grad_rms_ratio",
-    "w_eph",
-    "w_slow",
-    "max_logit",
-)
+METRIC_KEYS = METRIC_NAMES  # the contract's metric names, shared with the engine
 
 
 class _Tally:
