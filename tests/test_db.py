@@ -1,8 +1,8 @@
 """The trial database (sweeper.db), on SQLite and on PostgreSQL.
 
-Every contract test runs on both backends through the `db_url` fixture: a fresh SQLite file, or a
-fresh uniquely named PostgreSQL database (created on the server named by $SWEEPER_TEST_PG, default
-postgresql://postgres@127.0.0.1:5432/postgres, and dropped afterwards).
+Every contract test runs on both backends through the `db_url` fixture (tests/conftest.py): a fresh
+SQLite file, or a fresh uniquely named PostgreSQL database (created on the server named by
+$SWEEPER_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres, and dropped afterwards).
 """
 
 from __future__ import annotations
@@ -11,13 +11,10 @@ import datetime as dt
 import json
 import math
 import multiprocessing
-import os
 import struct
 import time
 import traceback
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,65 +44,15 @@ from sweeper.db import (
     run_readonly_query,
     upgrade,
 )
-from sweeper.db.migrate import current_revision, head_revision
+from sweeper.db.migrate import current_revision, head_revision, include_name
 from sweeper.db.models import VERSION_TABLE
 from sweeper.db.types import from_strict_json, to_strict_json
 
-PG_ADMIN_URL = os.environ.get("SWEEPER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 
 
 # ---------------------------------------------------------------------------------------------------
-# Fixtures
-
-
-def _pg_admin():
-    import psycopg
-
-    conninfo = sa.make_url(PG_ADMIN_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as e:
-        pytest.fail(
-            f"cannot reach the PostgreSQL server for the PostgreSQL tests at {PG_ADMIN_URL} ({e}). "
-            f"Start one, or point SWEEPER_TEST_PG at a server where this user may CREATE DATABASE.",
-            pytrace=False,
-        )
-
-
-@contextmanager
-def fresh_database(backend: str, directory: Path) -> Iterator[str]:
-    """The URL of a new, empty database, removed afterwards."""
-    if backend == "sqlite":
-        yield f"sqlite:///{directory / 'sweeper.sqlite3'}"
-        return
-    name = f"sweeper_test_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield (
-            sa.make_url(PG_ADMIN_URL)
-            .set(drivername="postgresql+psycopg", database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request, tmp_path) -> Iterator[str]:
-    """A blank database on each backend."""
-    with fresh_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def db(db_url):
-    upgrade(db_url)
-    database = open_db(db_url)
-    yield database
-    database.dispose()
+# Fixtures (db_url, db and fresh_database are in conftest.py)
 
 
 def add_pack(db, *, study_name: str = "study", n_members: int = 3, number: int = 0) -> tuple[int, int, list[int]]:
@@ -152,62 +99,110 @@ def same_float(a: float | None, b: float | None) -> bool:
 # Migrations
 
 
-def test_blank_database_migrates_to_head_matching_the_models(db_url):
-    assert current_revision(db_url) is None
-    assert upgrade(db_url) == SCHEMA_REVISION == head_revision()
-    assert current_revision(db_url) == SCHEMA_REVISION
-
+def model_diff(url: str) -> list:
+    """Alembic's differences between the database's schema and models.py (empty when they agree)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    engine = sa.create_engine(parse_url(db_url))
+    engine = sa.create_engine(parse_url(url))
     with engine.connect() as connection:
-        tables = set(sa.inspect(connection).get_table_names())
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "version_table": VERSION_TABLE, "target_metadata": Base.metadata}
+            connection,
+            opts={
+                "compare_type": True,
+                "version_table": VERSION_TABLE,
+                "target_metadata": Base.metadata,
+                "include_name": include_name,  # as env.py: other tables (Optuna's) are none of sweeper's business
+            },
         )
         diff = compare_metadata(context, Base.metadata)
     engine.dispose()
-    assert tables == set(Base.metadata.tables) | {VERSION_TABLE}
-    assert diff == [], "the migrations and models.py disagree; write a new revision"
+    return diff
 
+
+def schema_of(url: str) -> dict:
+    """sweeper's tables as the database describes them: columns in order, every constraint and index
+    by name, and on PostgreSQL the sequences. Stricter than `model_diff`, which ignores names."""
+    engine = sa.create_engine(parse_url(url))
+    schema = {}
+    with engine.connect() as c:
+        inspector = sa.inspect(c)
+        for table in sorted(set(inspector.get_table_names()) & set(Base.metadata.tables)):
+            schema[table] = {
+                "columns": [(x["name"], str(x["type"]), x["nullable"]) for x in inspector.get_columns(table)],
+                "pk": inspector.get_pk_constraint(table)["name"],
+                "fk": sorted(
+                    (f["name"], *f["constrained_columns"], f["referred_table"], f["options"].get("ondelete"))
+                    for f in inspector.get_foreign_keys(table)
+                ),
+                "uq": sorted((u["name"], *u["column_names"]) for u in inspector.get_unique_constraints(table)),
+                "ck": sorted((k["name"], k["sqltext"]) for k in inspector.get_check_constraints(table)),
+                "ix": sorted((x["name"], *x["column_names"]) for x in inspector.get_indexes(table)),
+            }
+        if c.dialect.name == "postgresql":
+            schema["sequences"] = sorted(s for s in inspector.get_sequence_names() if s.startswith("sw_"))
+    engine.dispose()
+    return schema
+
+
+def test_blank_database_gets_the_schema_of_the_models(db_url):
+    assert current_revision(db_url) is None
+    assert upgrade(db_url) == SCHEMA_REVISION == head_revision() == "0003"
+    assert current_revision(db_url) == SCHEMA_REVISION
+    engine = sa.create_engine(parse_url(db_url))
+    tables = set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+    assert tables == set(Base.metadata.tables) | {VERSION_TABLE}
+    assert all(t.startswith("sw_") for t in Base.metadata.tables)
+    assert model_diff(db_url) == [], "the schema and models.py disagree"
     assert upgrade(db_url) == SCHEMA_REVISION  # idempotent
 
 
-def test_upgrade_from_revision_1_keeps_rows(db_url):
-    assert upgrade(db_url, "0001") == "0001"
-    engine = sa.create_engine(parse_url(db_url))
-    assert {"predictors", "boundary_fits"}.isdisjoint(sa.inspect(engine).get_table_names())
-    engine.dispose()
-    with pytest.raises(StorageError, match="revision 0001"):
-        open_db(db_url)
-
-    # Write with the tables as revision 0001 defined them (the models describe the head).
+def _tables_at(revision: str) -> dict[str, sa.Table]:
+    """The tables as revision 0001/0002 defined them (the models describe the head), for writing rows."""
     from sweeper.db.types import Float64, StrictJSON, UTCDateTime
 
     metadata = sa.MetaData()
-    studies = sa.Table(
+    sa.Table(
         "studies", metadata, *(sa.Column(c) for c in ("id", "name", "status")),
         sa.Column("created_at", UTCDateTime()), sa.Column("spec", StrictJSON()),
     )  # fmt: skip
-    trials = sa.Table("trials", metadata, *(sa.Column(c) for c in ("id", "study_id", "number", "status", "attempts")))
-    members = sa.Table(
+    sa.Table("trials", metadata, *(sa.Column(c) for c in ("id", "study_id", "number", "status", "attempts")))
+    sa.Table(
         "members", metadata,
         *(sa.Column(c) for c in ("id", "trial_id", "study_id", "pack_index", "seed", "outcome", "steps_done")),
         *(sa.Column(c, Float64()) for c in ("lr", "plasticity", "ratio", "gamma", "clip", "final_loss")),
         sa.Column("explode_step"), sa.Column("config", StrictJSON()),
     )  # fmt: skip
-    warnings = sa.Table(
-        "warnings", metadata, *(sa.Column(c) for c in ("id", "member_id", "step", "predictor", "action")),
+    sa.Table("member_metrics", metadata, sa.Column("member_id"), sa.Column("step"), sa.Column("loss", Float64()))
+    warning_columns = ("id", "member_id", "step", "predictor", "action") + (("predictor_id",) if revision >= "0002" else ())
+    sa.Table(
+        "warnings", metadata, *(sa.Column(c) for c in warning_columns),
         sa.Column("score", Float64()), sa.Column("signals", StrictJSON()), sa.Column("created_at", UTCDateTime()),
     )  # fmt: skip
-    now = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    if revision >= "0002":
+        for name in ("predictors", "boundary_fits"):
+            sa.Table(
+                name, metadata, *(sa.Column(c) for c in ("id", "study_id", "kind", "blob")),
+                sa.Column("payload", StrictJSON()), sa.Column("created_at", UTCDateTime()),
+            )  # fmt: skip
+    return metadata.tables
+
+
+def test_upgrade_from_revisions_1_and_2_keeps_rows_and_matches_the_models(db_url, fresh_database, tmp_path):
+    assert upgrade(db_url, "0001") == "0001"
     engine = sa.create_engine(parse_url(db_url))
+    assert {"predictors", "boundary_fits"}.isdisjoint(sa.inspect(engine).get_table_names())
+    with pytest.raises(StorageError, match="revision 0001"):
+        open_db(db_url)
+
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    t = _tables_at("0001")
     with engine.begin() as c:
-        c.execute(studies.insert(), {"id": 1, "name": "old", "status": "COMPLETE", "created_at": now, "spec": {"a": 1}})
-        c.execute(trials.insert(), {"id": 1, "study_id": 1, "number": 0, "status": "COMPLETE", "attempts": 2})
+        c.execute(t["studies"].insert(), {"name": "old", "status": "COMPLETE", "created_at": now, "spec": {"a": 1}})
+        c.execute(t["trials"].insert(), {"id": 1, "study_id": 1, "number": 0, "status": "COMPLETE", "attempts": 2})
         c.execute(
-            members.insert(),
+            t["members"].insert(),
             [
                 dict(id=i + 1, trial_id=1, study_id=1, pack_index=i, seed=i, outcome=o, steps_done=100, explode_step=e,
                      lr=1e-3, plasticity=1e4, ratio=0.1, gamma=0.7, clip=math.inf, final_loss=loss,
@@ -215,40 +210,79 @@ def test_upgrade_from_revision_1_keeps_rows(db_url):
                 for i, (o, e, loss) in enumerate([("stable", None, 0.5), ("exploded", 42, math.nan)])
             ],
         )  # fmt: skip
+        c.execute(t["member_metrics"].insert(), [{"member_id": 2, "step": k, "loss": v}
+                                                  for k, v in enumerate([1.0, math.inf, math.nan])])  # fmt: skip
         c.execute(
-            warnings.insert(),
+            t["warnings"].insert(),
             {"id": 1, "member_id": 2, "step": 40, "predictor": "grad_ratio@1", "action": "shadow", "score": math.inf,
              "signals": {"grad_ratio": [1.0, math.nan]}, "created_at": now},
         )  # fmt: skip
+
+    assert upgrade(db_url, "0002") == "0002"
+    with pytest.raises(StorageError, match="has schema revision 0002; this code needs revision 0003.*upgrade"):
+        open_db(db_url)  # an un-migrated database is refused, and left as it is
+    assert current_revision(db_url) == "0002"
+    t = _tables_at("0002")
+    with engine.begin() as c:
+        c.execute(t["predictors"].insert(), {"id": 1, "study_id": 1, "kind": "logistic", "blob": b"\x00\x01",
+                                             "payload": {"w": [0.5, -math.inf]}, "created_at": now})  # fmt: skip
+        c.execute(t["boundary_fits"].insert(), {"id": 1, "study_id": 1, "kind": "svm", "blob": None,
+                                                "payload": {"c": 1.0}, "created_at": now})  # fmt: skip
+        c.execute(t["warnings"].insert(), {"id": 2, "member_id": 2, "step": 41, "predictor": "logistic@1",
+                                           "action": "stopped", "score": 0.9, "predictor_id": 1, "created_at": now})
     engine.dispose()
 
-    assert upgrade(db_url) == SCHEMA_REVISION
+    assert upgrade(db_url) == SCHEMA_REVISION == "0003"
+    assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
+    with fresh_database(db_url.split(":")[0].split("+")[0], tmp_path / "blank") as blank_url:
+        (tmp_path / "blank").mkdir()
+        upgrade(blank_url)
+        assert schema_of(db_url) == schema_of(blank_url), "a migrated database differs from a new one"
+    engine = sa.create_engine(parse_url(db_url))
+    assert set(sa.inspect(engine).get_table_names()) == set(Base.metadata.tables) | {VERSION_TABLE}
+    engine.dispose()
+
     db = open_db(db_url)
     with db.read_session() as s:
         study = s.scalars(sa.select(Study)).one()
         assert (study.name, study.status.value, study.created_at, study.spec) == ("old", "COMPLETE", now, {"a": 1})
-        assert s.get(Trial, 1).attempts == 2
+        assert (study.heartbeat_at, study.driver_pid, study.planned_trials) == (None, None, None)
+        trial = s.get(Trial, 1)
+        assert (trial.attempts, trial.points, trial.result) == (2, None, None)
         found = s.scalars(sa.select(Member).order_by(Member.pack_index)).all()
-        assert [(m.outcome, m.explode_step) for m in found] == [(Outcome.STABLE, None), (Outcome.EXPLODED, 42)]
+        assert [(m.outcome, m.explode_step, m.stop_step, m.config_index) for m in found] == [
+            (Outcome.STABLE, None, None, None), (Outcome.EXPLODED, 42, None, None)
+        ]  # fmt: skip
         assert found[0].final_loss == 0.5 and math.isnan(found[1].final_loss) and found[1].clip == math.inf
         assert math.isnan(found[1].config["loss"])
-        warning = s.scalars(sa.select(EarlyWarning)).one()
-        assert (warning.member_id, warning.step, warning.action) == (2, 40, WarningAction.SHADOW)
-        assert warning.score == math.inf
-        assert warning.signals["grad_ratio"][0] == 1.0 and math.isnan(warning.signals["grad_ratio"][1])
-        assert warning.predictor_id is None and warning.created_at == now
+        losses = s.scalars(sa.select(MemberMetric.loss).order_by(MemberMetric.step)).all()
+        assert losses[:2] == [1.0, math.inf] and math.isnan(losses[2])
+        first, second = s.scalars(sa.select(EarlyWarning).order_by(EarlyWarning.id)).all()
+        assert (first.member_id, first.step, first.action, first.predictor_id) == (2, 40, WarningAction.SHADOW, None)
+        assert first.score == math.inf and first.created_at == now
+        assert first.signals["grad_ratio"][0] == 1.0 and math.isnan(first.signals["grad_ratio"][1])
+        assert (second.predictor_id, second.action) == (1, WarningAction.STOPPED)
+        predictor = s.get(Predictor, 1)
+        assert (predictor.blob, predictor.payload) == (b"\x00\x01", {"w": [0.5, -math.inf]})
+        assert s.get(BoundaryFit, 1).payload == {"c": 1.0}
 
-    # The column revision 0002 added works, foreign key included.
+    # New rows get fresh ids (PostgreSQL's renamed sequences go on), the new columns take values,
+    # and the foreign keys still act.
     with db.session() as s:
-        predictor = Predictor(kind="logistic", payload={"w": [0.5, -math.inf]}, blob=b"\x00\x01")
-        s.add(predictor)
-        s.flush()
-        s.get(EarlyWarning, 1).predictor_id = predictor.id
-        s.add(BoundaryFit(study_id=1, kind="svm", payload={"c": 1.0}))
+        s.add(Study(name="new", spec={}, driver_host="h", driver_pid=7, heartbeat_at=now, planned_trials=4))
+        s.get(Trial, 1).points = [{"point": {"lr": math.inf}, "optuna_trial_number": None, "config_index": 0}]
+        s.get(Member, 2).stop_step = 40
     with db.session() as s:
-        s.delete(s.get(Predictor, predictor.id))
+        s.delete(s.get(Predictor, 1))
     with db.read_session() as s:
-        assert s.get(EarlyWarning, 1).predictor_id is None  # ON DELETE SET NULL
+        assert s.scalar(sa.select(Study.id).where(Study.name == "new")) == 2
+        assert s.get(Study, 2).heartbeat_at == now
+        assert s.get(Trial, 1).points[0]["point"]["lr"] == math.inf
+        assert s.get(EarlyWarning, 2).predictor_id is None  # ON DELETE SET NULL
+    with db.session() as s:
+        s.delete(s.get(Study, 1))
+    with db.read_session() as s:  # ON DELETE CASCADE
+        assert [s.scalar(sa.select(sa.func.count()).select_from(m)) for m in (Trial, Member, MemberMetric)] == [0] * 3
     db.dispose()
 
 
@@ -285,14 +319,78 @@ def test_open_db_refuses_a_database_it_cannot_use(db_url, tmp_path):
         upgrade(db_url)
 
 
-def test_upgrade_refuses_a_database_holding_optuna_tables(db_url):
+def test_upgrade_refuses_a_database_whose_sw_tables_are_not_sweepers(db_url):
     engine = sa.create_engine(parse_url(db_url))
     with engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE study_directions (study_direction_id INTEGER PRIMARY KEY)"))
-    with pytest.raises(StorageError, match="Optuna"):
+        c.execute(sa.text("CREATE TABLE sw_studies (x INTEGER PRIMARY KEY)"))
+    with pytest.raises(StorageError, match="sw_studies but no sweeper_alembic_version: not a database sweeper made"):
         upgrade(db_url)
-    assert set(sa.inspect(engine).get_table_names()) == {"study_directions"}  # nothing created
+    assert set(sa.inspect(engine).get_table_names()) == {"sw_studies"}  # nothing created
     engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sharing the database with Optuna's RDBStorage
+
+OPTUNA_TABLES = {
+    "studies", "trials", "trial_params", "trial_values", "trial_intermediate_values", "trial_system_attributes",
+    "trial_user_attributes", "study_directions", "study_user_attributes", "study_system_attributes",
+    "trial_heartbeats", "version_info", "alembic_version",
+}  # fmt: skip
+
+
+def _optuna_study(url: str, name: str, n_trials: int):
+    """An Optuna study in the storage at `url`, with `n_trials` finished trials (one returns inf)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+    values = iter([0.5, math.inf, 0.25, 0.75])
+    study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-2, log=True) * 0 + next(values), n_trials=n_trials)
+    return storage, study
+
+
+@pytest.mark.parametrize("order", ["optuna_first", "sweeper_first"])
+def test_optuna_and_sweeper_share_one_database(db_url, order):
+    import optuna
+
+    if order == "optuna_first":
+        storage, _ = _optuna_study(db_url, "opt", 2)
+        storage.engine.dispose()
+        assert upgrade(db_url) == SCHEMA_REVISION
+    else:
+        assert upgrade(db_url) == SCHEMA_REVISION
+        storage, _ = _optuna_study(db_url, "opt", 2)
+        storage.engine.dispose()
+    assert upgrade(db_url) == SCHEMA_REVISION  # idempotent with Optuna's tables beside
+    assert model_diff(db_url) == []
+
+    db = open_db(db_url)
+    add_pack(db, study_name="sw")
+    with db.session() as s:
+        s.scalars(sa.select(Study)).one().optuna_study_name = "opt"
+    storage, study = _optuna_study(db_url, "opt", 1)  # both write after both exist
+    add_pack(db, study_name="sw", number=1)
+
+    engine = sa.create_engine(parse_url(db_url))
+    tables = set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+    assert tables == OPTUNA_TABLES | set(Base.metadata.tables) | {VERSION_TABLE}
+
+    reader = optuna.storages.RDBStorage(db_url)  # a fresh storage: its version check passes too
+    loaded = optuna.load_study(study_name="opt", storage=reader)
+    assert [t.state.name for t in loaded.trials] == ["COMPLETE"] * 3
+    assert [t.value for t in loaded.trials] == [0.5, math.inf, 0.5]
+    with db.read_session() as s:
+        assert s.scalar(sa.select(Study.optuna_study_name)) == "opt"
+        assert s.scalars(sa.select(Trial.number).order_by(Trial.number)).all() == [0, 1]
+        assert s.scalar(sa.select(sa.func.count()).select_from(Member)) == 6
+    assert run_readonly_query(db_url, "SELECT count(*) AS n FROM trials") == (["n"], [(3,)])  # Optuna's
+    assert run_readonly_query(db_url, "SELECT count(*) AS n FROM sw_trials") == (["n"], [(2,)])
+    db.dispose()
+    for s in (storage, reader):
+        s.engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -349,7 +447,7 @@ def test_json_columns_hold_strict_json_and_round_trip_non_finite_floats(db):
     with db.read_session() as s:
         back = s.get(Member, member_id).config
         cast = "CAST(config AS TEXT)" if db.backend == "postgresql" else "config"
-        raw = s.execute(sa.text(f"SELECT {cast} FROM members WHERE id = :id"), {"id": member_id}).scalar_one()
+        raw = s.execute(sa.text(f"SELECT {cast} FROM sw_members WHERE id = :id"), {"id": member_id}).scalar_one()
 
     def refuse(token):
         raise AssertionError(f"non-standard JSON token {token} stored")
@@ -409,7 +507,7 @@ def test_constraints_hold(db):
     _, trial_id, (member_id, *_) = add_pack(db)
     with pytest.raises(sa.exc.IntegrityError):  # enum CHECK, even for raw SQL
         with db.session() as s:
-            s.execute(sa.text("UPDATE members SET outcome = 'bogus' WHERE id = :id"), {"id": member_id})
+            s.execute(sa.text("UPDATE sw_members SET outcome = 'bogus' WHERE id = :id"), {"id": member_id})
     with pytest.raises(sa.exc.IntegrityError):  # one row per (member, step)
         with db.session() as s:
             s.add_all([MemberMetric(member_id=member_id, step=5), MemberMetric(member_id=member_id, step=5)])
@@ -586,7 +684,7 @@ def test_six_writer_processes_at_once(db):
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def ro_url(request, tmp_path_factory) -> Iterator[str]:
+def ro_url(request, tmp_path_factory, fresh_database) -> Iterator[str]:
     """One populated database per backend, shared by the read-only query tests (which must not change it)."""
     with fresh_database(request.param, tmp_path_factory.mktemp("ro")) as url:
         upgrade(url)
@@ -617,7 +715,7 @@ def snapshot(url: str) -> dict:
 
 def test_readonly_query_returns_columns_and_rows(ro_url):
     columns, rows = run_readonly_query(
-        ro_url, "SELECT pack_index, lr, final_loss, clip FROM members ORDER BY pack_index"
+        ro_url, "SELECT pack_index, lr, final_loss, clip FROM sw_members ORDER BY pack_index"
     )
     assert columns == ["pack_index", "lr", "final_loss", "clip"]
     assert [r[:2] for r in rows] == [(0, 1e-3), (1, 2e-3), (2, 3e-3)]
@@ -625,28 +723,28 @@ def test_readonly_query_returns_columns_and_rows(ro_url):
     assert run_readonly_query(ro_url, "  -- a comment\nWITH x AS (SELECT 2 AS v) SELECT v FROM x;") == (["v"], [(2,)])
     assert run_readonly_query(ro_url, "VALUES (1, 'a')") == (["column1", "column2"], [(1, "a")])
     # SQL injection is just text here: the database sees one SELECT of a string.
-    assert run_readonly_query(ro_url, "SELECT '; DROP TABLE members; --' AS s") == (
+    assert run_readonly_query(ro_url, "SELECT '; DROP TABLE sw_members; --' AS s") == (
         ["s"],
-        [("; DROP TABLE members; --",)],
+        [("; DROP TABLE sw_members; --",)],
     )
 
 
 def _refused_statements(tmp: Path) -> list[str]:
     return [
-        "INSERT INTO studies (name, created_at, status, spec) VALUES ('x', '2026-01-01', 'CREATED', '{}')",
-        "UPDATE members SET lr = 0",
-        "DELETE FROM members",
-        "DROP TABLE members",
-        "SELECT 1; DROP TABLE members",
-        "SELECT 1; DELETE FROM members;",
+        "INSERT INTO sw_studies (name, created_at, status, spec) VALUES ('x', '2026-01-01', 'CREATED', '{}')",
+        "UPDATE sw_members SET lr = 0",
+        "DELETE FROM sw_members",
+        "DROP TABLE sw_members",
+        "SELECT 1; DROP TABLE sw_members",
+        "SELECT 1; DELETE FROM sw_members;",
         f"ATTACH DATABASE '{tmp}/evil.sqlite3' AS evil",
         "PRAGMA query_only = OFF",
         "PRAGMA journal_mode = DELETE",
         "PRAGMA user_version = 7",
-        "CREATE TEMP TABLE t AS SELECT * FROM members",
+        "CREATE TEMP TABLE t AS SELECT * FROM sw_members",
         "CREATE TEMP VIEW v AS SELECT 1",
         "CREATE TABLE t (x INTEGER)",
-        "ALTER TABLE members ADD COLUMN x INTEGER",
+        "ALTER TABLE sw_members ADD COLUMN x INTEGER",
         "VACUUM",
         f"VACUUM INTO '{tmp}/copy.sqlite3'",
         "REINDEX",
@@ -654,7 +752,7 @@ def _refused_statements(tmp: Path) -> list[str]:
         "BEGIN",
         "COMMIT",
         "SAVEPOINT s",
-        "REPLACE INTO studies (id, name, created_at, status, spec) VALUES (1, 'x', '2026-01-01', 'CREATED', '{}')",
+        "REPLACE INTO sw_studies (id, name, created_at, status, spec) VALUES (1, 'x', '2026-01-01', 'CREATED', '{}')",
     ]
 
 
@@ -662,13 +760,13 @@ _POSTGRESQL_ONLY = [
     "SET default_transaction_read_only = off",
     "SET TRANSACTION READ WRITE",
     "COPY (SELECT 1) TO PROGRAM 'touch /tmp/sweeper_pwned'",
-    "COPY members TO STDOUT",
-    "DO $$ BEGIN DELETE FROM members; END $$",
-    "WITH d AS (DELETE FROM members RETURNING id) SELECT * FROM d",
-    "SELECT * FROM members FOR UPDATE",
-    "SELECT nextval('members_id_seq')",
-    "TRUNCATE members",
-    "LOCK TABLE members",
+    "COPY sw_members TO STDOUT",
+    "DO $$ BEGIN DELETE FROM sw_members; END $$",
+    "WITH d AS (DELETE FROM sw_members RETURNING id) SELECT * FROM d",
+    "SELECT * FROM sw_members FOR UPDATE",
+    "SELECT nextval('sw_members_id_seq')",
+    "TRUNCATE sw_members",
+    "LOCK TABLE sw_members",
 ]
 
 
@@ -691,8 +789,8 @@ def test_readonly_query_errors_are_not_refusals(ro_url):
     with pytest.raises(QueryRefused, match="empty"):
         run_readonly_query(ro_url, "  \n ")
     with pytest.raises(QueryError, match="more than 4 rows; add a LIMIT"):
-        run_readonly_query(ro_url, "SELECT * FROM member_metrics", max_rows=4)
-    assert len(run_readonly_query(ro_url, "SELECT * FROM member_metrics", max_rows=9)[1]) == 9
+        run_readonly_query(ro_url, "SELECT * FROM sw_member_metrics", max_rows=4)
+    assert len(run_readonly_query(ro_url, "SELECT * FROM sw_member_metrics", max_rows=9)[1]) == 9
 
 
 def test_readonly_query_time_limit(ro_url):

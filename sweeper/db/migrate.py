@@ -1,6 +1,10 @@
 """Schema migrations, run from Python with Alembic (no alembic.ini).
 
-`upgrade(url)` creates a blank database or brings an old one to the current schema. It is safe to
+`upgrade(url)` creates a blank database or brings an old one to the current schema. A database
+without sweeper's schema gets the current one at once, from `models.Base.metadata`, and is stamped
+with the head revision (Alembic's recipe for new databases); the revisions run only on databases an
+older sweeper made, and a test checks that both roads lead to the same schema. The database may hold
+other tables, Optuna's RDBStorage included: sweeper's are all prefixed `sw_`. It is safe to
 run from several processes at once: the whole upgrade is one transaction (SQLite and PostgreSQL both
 have transactional DDL) taken under an exclusive lock (BEGIN IMMEDIATE on SQLite, an advisory lock on
 PostgreSQL), so the second process waits and then finds nothing to do. A failed upgrade rolls back
@@ -30,11 +34,10 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from sweeper.db.engine import StorageError, backend_of, make_engine, parse_url, safe_url, schema_revision
-from sweeper.db.models import VERSION_TABLE
+from sweeper.db.models import VERSION_TABLE, Base
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x5357454550  # "SWEEP": the advisory lock that serializes concurrent upgrades
-_OPTUNA_TABLES = ("study_directions", "trial_values", "version_info")
 
 
 def alembic_config(url: str | sa.URL | None = None) -> Config:
@@ -46,6 +49,11 @@ def alembic_config(url: str | sa.URL | None = None) -> Config:
             "sqlalchemy.url", parse_url(url).render_as_string(hide_password=False).replace("%", "%%")
         )
     return config
+
+
+def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
+    """For Alembic's autogenerate: only sweeper's tables count; others (Optuna's) are left alone."""
+    return type_ != "table" or name in Base.metadata.tables
 
 
 def head_revision() -> str:
@@ -71,9 +79,13 @@ def upgrade(url: str | sa.URL | None = None, revision: str = "head") -> str:
         with engine.begin() as connection:  # BEGIN IMMEDIATE on SQLite
             if backend_of(url) == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-            _refuse_optuna_storage(connection, url)
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            blank = not sa.inspect(connection).has_table(VERSION_TABLE)
+            if blank and revision in ("head", head_revision()):
+                _create_current_schema(connection, url)
+                command.stamp(config, "head")
+            else:
+                command.upgrade(config, revision)
             if backend_of(url) == "sqlite":
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:
@@ -88,10 +100,11 @@ def upgrade(url: str | sa.URL | None = None, revision: str = "head") -> str:
         engine.dispose()
 
 
-def _refuse_optuna_storage(connection: sa.Connection, url: sa.URL) -> None:
-    tables = set(sa.inspect(connection).get_table_names())
-    if tables.intersection(_OPTUNA_TABLES):
+def _create_current_schema(connection: sa.Connection, url: sa.URL) -> None:
+    ours = set(Base.metadata.tables) & set(sa.inspect(connection).get_table_names())
+    if ours:
         raise StorageError(
-            f"{safe_url(url)} holds an Optuna storage (tables {', '.join(sorted(tables & set(_OPTUNA_TABLES)))}), "
-            f"whose 'studies' and 'trials' tables would clash with sweeper's; give Optuna a database of its own"
+            f"{safe_url(url)} has table(s) {', '.join(sorted(ours))} but no {VERSION_TABLE}: not a database "
+            f"sweeper made; use another database"
         )
+    Base.metadata.create_all(connection, checkfirst=False)

@@ -2,15 +2,18 @@
 
 One study (a study file run once) has many trials. A trial is one Ray Tune trial, which trains a
 *pack* of members (one population, see docs/engine.md) in one process on one device. A member is one
-network with its own hyperparameters and seed; its per-batch metrics are rows of `member_metrics`,
-and the early-warning predictor's alarms about it are rows of `warnings`.
+network with its own hyperparameters and seed; its per-batch metrics are rows of `sw_member_metrics`,
+and the early-warning predictor's alarms about it are rows of `sw_warnings`.
 
 Every float column is `Float64`, which stores NaN, +-inf and -0.0 faithfully on SQLite and PostgreSQL;
 every JSON column is `StrictJSON`. The schema is created and changed only by the Alembic migrations in
-`sweeper/db/migrations`; a test checks that these classes and the migrations agree.
+`sweeper/db/migrations` (a blank database is created from these classes and stamped; a test checks
+that these classes and the migrations agree).
 
-Table names are those Optuna's RDBStorage also uses (`studies`, `trials`), so the Optuna storage must
-live in another database; `sweeper.db.upgrade` refuses a database that holds Optuna's tables.
+The database can be shared with Optuna's RDBStorage (the sampler's studies and trials): every table,
+index and constraint of sweeper's is prefixed `sw_` (revision 0003), so none clashes with Optuna's
+`studies`, `trials`, ... and Alembic's bookkeeping is `sweeper_alembic_version`, not Optuna's
+`alembic_version`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sweeper.db.types import Float64, StrictJSON, UTCDateTime, utcnow
 from sweeper.outcomes import Outcome  # shared with the engine, the classifier and the plots
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The Alembic revision these classes describe (the head of sweeper/db/migrations/versions)."""
 VERSION_TABLE = "sweeper_alembic_version"
 """Alembic's bookkeeping table; not `alembic_version`, which Optuna's storage uses."""
@@ -97,7 +100,7 @@ class Base(DeclarativeBase):
 
 
 class Study(Base):
-    __tablename__ = "studies"
+    __tablename__ = "sw_studies"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(unique=True)
@@ -111,7 +114,15 @@ class Study(Base):
     code_version: Mapped[str | None]
     """`git describe` (or the package version) of the code that ran the study."""
     optuna_study_name: Mapped[str | None]
-    """The study's name in the Optuna storage (a separate database), if a sampler drove it."""
+    """The study's name in the Optuna storage (often this same database), if a sampler drove it."""
+
+    # The driver process running the study (revision 0003). It refreshes `heartbeat_at`; a resume
+    # refuses to start while the heartbeat is fresh (another driver is alive).
+    driver_host: Mapped[str | None]
+    driver_pid: Mapped[int | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    planned_trials: Mapped[int | None]
+    """How many trials the study file asks for (revision 0003)."""
 
     trials: Mapped[list[Trial]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True
@@ -121,11 +132,11 @@ class Study(Base):
 class Trial(Base):
     """One Ray Tune trial: a pack of members trained together in one process."""
 
-    __tablename__ = "trials"
+    __tablename__ = "sw_trials"
     __table_args__ = (sa.UniqueConstraint("study_id", "number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(sa.ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("sw_studies.id", ondelete="CASCADE"), index=True)
     number: Mapped[int]
     """0, 1, ... within the study."""
     status: Mapped[TrialStatus] = mapped_column(_enum(TrialStatus, "trial_status"), default=TrialStatus.WAITING)
@@ -142,6 +153,11 @@ class Trial(Base):
     wall_time_s: Mapped[float | None]
     error: Mapped[str | None] = mapped_column(sa.Text)
     optuna_trial_number: Mapped[int | None]
+    points: Mapped[list[dict[str, Any]] | None] = mapped_column(StrictJSON())
+    """The configurations this pack trains (revision 0003):
+    [{"point": {hyperparameter: value}, "optuna_trial_number": int | None, "config_index": int}]."""
+    result: Mapped[dict[str, Any] | None]
+    """The last summary the trial reported (revision 0003)."""
 
     study: Mapped[Study] = relationship(back_populates="trials")
     members: Mapped[list[Member]] = relationship(
@@ -152,15 +168,15 @@ class Trial(Base):
 class Member(Base):
     """One network of a pack: its hyperparameters, what became of it, and its summary metrics."""
 
-    __tablename__ = "members"
+    __tablename__ = "sw_members"
     __table_args__ = (
         sa.UniqueConstraint("trial_id", "pack_index"),
-        sa.Index("ix_members_study_id_outcome", "study_id", "outcome"),
+        sa.Index("ix_sw_members_study_id_outcome", "study_id", "outcome"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    trial_id: Mapped[int] = mapped_column(sa.ForeignKey("trials.id", ondelete="CASCADE"))
-    study_id: Mapped[int] = mapped_column(sa.ForeignKey("studies.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(sa.ForeignKey("sw_trials.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("sw_studies.id", ondelete="CASCADE"))
     """Also reachable through the trial; stored so that per-study queries need no join."""
     pack_index: Mapped[int]
     """Position of the member in its pack (the P axis of the engine's tensors)."""
@@ -200,6 +216,14 @@ class Member(Base):
     device: Mapped[str | None]
     code_version: Mapped[str | None]
 
+    # Revision 0003
+    config_index: Mapped[int | None]
+    """Which configuration of the study it trains (the same for every seed of it)."""
+    optuna_trial_number: Mapped[int | None]
+    """The Optuna trial that proposed its configuration, if a sampler drove the study."""
+    stop_step: Mapped[int | None]
+    """The batch at which the early-warning stopper stopped it, for stopped_early members."""
+
     trial: Mapped[Trial] = relationship(back_populates="members")
     metrics: Mapped[list[MemberMetric]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="MemberMetric.step"
@@ -228,9 +252,9 @@ METRIC_NAMES = (
 class MemberMetric(Base):
     """A member's metrics at one batch. Batches where only the loss was watched leave the rest NULL."""
 
-    __tablename__ = "member_metrics"
+    __tablename__ = "sw_member_metrics"
 
-    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("sw_members.id", ondelete="CASCADE"), primary_key=True)
     step: Mapped[int] = mapped_column(primary_key=True)
     loss: Mapped[float | None]
     acc: Mapped[float | None]
@@ -260,30 +284,30 @@ class MemberMetric(Base):
 class EarlyWarning(Base):
     """An alarm of the early-warning predictor about one member at one batch."""
 
-    __tablename__ = "warnings"
-    __table_args__ = (sa.Index("ix_warnings_member_id_step", "member_id", "step"),)
+    __tablename__ = "sw_warnings"
+    __table_args__ = (sa.Index("ix_sw_warnings_member_id_step", "member_id", "step"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("sw_members.id", ondelete="CASCADE"))
     step: Mapped[int]
     score: Mapped[float]
     predictor: Mapped[str]
     """The predictor's name (kind and version), as the worker knew it."""
-    predictor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("predictors.id", ondelete="SET NULL"))
-    """The stored predictor, when the worker loaded one from this database (revision 0002)."""
     signals: Mapped[dict[str, Any] | None]
     """The inputs the predictor saw (e.g. recent grad_ratio, max_logit), as JSON."""
     action: Mapped[WarningAction] = mapped_column(_enum(WarningAction, "warning_action"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    predictor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sw_predictors.id", ondelete="SET NULL"))
+    """The stored predictor, when the worker loaded one from this database (revision 0002)."""
 
 
 class Predictor(Base):
     """A fitted early-warning predictor (revision 0002)."""
 
-    __tablename__ = "predictors"
+    __tablename__ = "sw_predictors"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int | None] = mapped_column(sa.ForeignKey("studies.id", ondelete="SET NULL"), index=True)
+    study_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sw_studies.id", ondelete="SET NULL"), index=True)
     """The study it was trained on, if one."""
     kind: Mapped[str]
     name: Mapped[str | None]
@@ -298,10 +322,10 @@ class Predictor(Base):
 class BoundaryFit(Base):
     """A fitted stability boundary in hyperparameter space (revision 0002)."""
 
-    __tablename__ = "boundary_fits"
+    __tablename__ = "sw_boundary_fits"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(sa.ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    study_id: Mapped[int] = mapped_column(sa.ForeignKey("sw_studies.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     payload: Mapped[dict[str, Any] | None]

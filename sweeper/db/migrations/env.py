@@ -9,6 +9,7 @@ the migration connection, and `migrate.upgrade` runs `PRAGMA foreign_key_check` 
 from alembic import context
 
 from sweeper.db.engine import make_engine, parse_url
+from sweeper.db.migrate import include_name
 from sweeper.db.models import VERSION_TABLE, Base
 
 
@@ -20,6 +21,7 @@ def run_migrations(connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         transactional_ddl=True,
         compare_type=True,
+        include_name=include_name,  # the database may hold Optuna's tables too
     )
     with context.begin_transaction():
         context.run_migrations()
