@@ -7,7 +7,9 @@
         s.add(...)
 
 SQLite (one file, many writer processes) and PostgreSQL are both supported, with the same schema
-and the same values (NaN and +-inf included). Importing this package loads SQLAlchemy only;
+and the same values (NaN and +-inf included). The database may also hold Optuna's RDBStorage: all of
+sweeper's tables are prefixed `sw_`. Read-side queries (study progress, member tables, exports) are
+in `sweeper.db.queries`. Importing this package loads SQLAlchemy only;
 Alembic loads with `upgrade`, psycopg with the first PostgreSQL query.
 """
 
@@ -37,7 +39,8 @@ from sweeper.db.models import (
     TrialStatus,
     WarningAction,
 )
-from sweeper.db.readonly import QueryError, QueryRefused, run_readonly_query
+from sweeper.db.queries import StudyNotFound, export_study, member_rows, parse_filter, study_progress
+from sweeper.db.readonly import QueryError, QueryRefused, readonly_schema_revision, run_readonly_query
 from sweeper.db.types import Float64, StrictJSON, UTCDateTime
 
 
@@ -67,15 +70,21 @@ __all__ = [
     "StorageError",
     "StrictJSON",
     "Study",
+    "StudyNotFound",
     "StudyStatus",
     "Trial",
     "TrialStatus",
     "UTCDateTime",
     "WarningAction",
     "default_url",
+    "export_study",
+    "member_rows",
     "open_db",
+    "parse_filter",
     "parse_url",
+    "readonly_schema_revision",
     "run_readonly_query",
     "schema_revision",
+    "study_progress",
     "upgrade",
 ]

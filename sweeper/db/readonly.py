@@ -62,6 +62,22 @@ def run_readonly_query(
     return _postgresql_query(url, sql, max_rows, timeout_s)
 
 
+def readonly_schema_revision(url: str | sa.URL | None) -> str | None:
+    """The schema revision of the database at `url` (None: no sweeper schema), read as a query is.
+
+    Unlike `open_db`, nothing about the database is touched (no journal mode set, no file created).
+    """
+    from sweeper.db.models import VERSION_TABLE
+
+    try:
+        _, rows = run_readonly_query(url, f"SELECT version_num FROM {VERSION_TABLE}", max_rows=1)
+    except QueryRefused:
+        raise
+    except QueryError:  # no such table
+        return None
+    return rows[0][0] if rows else None
+
+
 def _check_row_count(rows: list, max_rows: int) -> list:
     if len(rows) > max_rows:
         raise QueryError(f"the query returns more than {max_rows} rows; add a LIMIT")
