@@ -234,8 +234,8 @@ def test_upgrade_from_revisions_1_and_2_keeps_rows_and_matches_the_models(db_url
 
     assert upgrade(db_url) == SCHEMA_REVISION == "0003"
     assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
-    with fresh_database(db_url.split(":")[0].split("+")[0], tmp_path / "blank") as blank_url:
-        (tmp_path / "blank").mkdir()
+    (tmp_path / "blank").mkdir()
+    with fresh_database("sqlite" if db_url.startswith("sqlite") else "postgresql", tmp_path / "blank") as blank_url:
         upgrade(blank_url)
         assert schema_of(db_url) == schema_of(blank_url), "a migrated database differs from a new one"
     engine = sa.create_engine(parse_url(db_url))
