@@ -142,6 +142,20 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    from .sweep.driver import format_result, submit
+
+    result = submit(args.study, storage=args.storage, address=args.address, num_cpus=args.num_cpus,
+                    progress=not args.json and not args.no_progress, max_packs=args.max_trials)
+    if args.json:
+        from dataclasses import asdict
+
+        print(_strict_json(asdict(result)))
+    else:
+        print(format_result(result))
+    return 0 if result.status == "COMPLETE" or args.max_trials is not None else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweeper", description="Sweeps and stability analysis for ephemeral-weight networks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,7 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("submit", help="run (or resume) a study file on Ray Tune, results into the trial database")
+    p.add_argument("study", help="a study file (studies/*.toml)")
+    p.add_argument("--storage", help="database URL (default: $SWEEPER_DB or sqlite:///sweeper.sqlite3)")
+    p.add_argument("--address", help="an existing Ray cluster (e.g. auto, or HOST:PORT); default: a private local Ray")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--max-trials", type=int, help="start at most this many Ray trials now (the rest on resubmit)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_submit)
+
+    try:
+        from . import commands_db
+    except ImportError:  # pragma: no cover - the module ships with the package
+        commands_db = None
+    if commands_db is not None:
+        commands_db.register(sub)
     return parser
+
+
+_USER_ERRORS = {"StorageError", "QueryError", "QueryRefused", "LeaseHeld", "SpecMismatch", "StudyError",
+                "UnknownStudy"}
 
 
 def main(argv=None) -> int:
@@ -183,6 +218,12 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"sweeper: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # Refusals with a message meant for the user (bad storage URL, a study already running, ...).
+        if type(exc).__name__ in _USER_ERRORS:
+            print(f"sweeper: error: {exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("sweeper: interrupted", file=sys.stderr)
         return 130
