@@ -3,12 +3,18 @@
 Implements docs/engine.md. Shape convention, used everywhere below:
 
     (P, ...)        per member: hyperparameters (P,), slow weights (P, n_out, n_in)
-    (P, B, ...)     per member and sequence: activations (P, B, n), ephemeral values (P, B, n_out, k)
+    (P, n, B)       per member and sequence, feature-major: activations, error signals, logits
+    (N, B)          per masked entry and sequence: ephemeral values (N: all members' entries, `ell.py`)
 
 Members never mix: every product is batched over P, so member p's numbers depend only on its own
-config and seed. Ephemeral values are stored as only their masked entries (see `ell.py`). Slow-weight
-gradients are not formed per character: the error signals and inputs of a whole batch are kept and
-contracted in one matrix product at its end, which is the same sum in a cheaper order.
+config and seed. A hidden layer's product is split in two exact parts, W_eff h = S h + (E * M) h:
+the slow matrix S (0 at the ephemeral positions) is shared by a member's sequences and goes through
+one dense batched product, and the ephemeral part touches only the masked entries (`ell.Layout`).
+Sequences are the innermost axis everywhere, so the dense products are plain matrix products and
+the sparse ones move rows of B contiguous numbers. Slow-weight gradients are not formed per
+character: the error signals and inputs of a whole batch are kept and contracted in one matrix
+product at its end, which is the same sum in a cheaper order. BPTT's error signals are derived by
+hand (below), like the other updaters', with no autograd graph.
 """
 
 from __future__ import annotations
@@ -106,21 +112,18 @@ class Population:
         self.seeds = np.array([h.seed for h in members], dtype=np.int64)
         self.lr, self.plasticity = per_member("lr"), per_member("plasticity")
         self.gamma, self.clip = per_member("gamma"), per_member("clip")
-        self.clipping = bool(torch.isfinite(self.clip).any())  # any member clips (refreshed by drop)
         self.S = [stack(lambda m, l=l: m.W[l]) for l in range(self.L)]  # (P, n_out, n_in)
         self.bias = [stack(lambda m, l=l: m.b[l]) for l in range(self.L)]  # (P, n_out)
         self.W_out, self.b_out = stack(lambda m: m.W_out), stack(lambda m: m.b_out)  # (P, V, n_L), (P, V)
-        self.feedback_T = [stack(lambda m, l=l: m.feedback[l].T) for l in range(self.L)]  # (P, V, n_l)
+        self.feedback = [stack(lambda m, l=l: m.feedback[l]) for l in range(self.L)]  # (P, n_l, V)
         masks = [[m.mask[l] for m in inits] for l in range(self.L)]
         self.slow_mask = [(~torch.stack(ms)).to(device=dev, dtype=dt) for ms in masks]  # (P, n_out, n_in)
         self.n_eph = torch.tensor([sum(int(m.mask[l].sum()) for l in range(self.L)) for m in inits], device=dev)
         n_total = sum(o * i + o for o, i in layer_sizes(model, self.V)) + self.V * model.width + self.V
         self.n_slow = n_total - self.n_eph
-        self.n_in = [i for _, i in layer_sizes(model, self.V)]
-        index = [ell.build_index(ms, dev) for ms in masks] if self.ephemeral else []
-        self.rows = [r for r, _ in index]  # (P, nnz): each masked entry's row ...
-        self.cols = [c for _, c in index]  # ... and column
-        self.E = [torch.zeros(len(members), self.B, c.shape[1], dtype=dt, device=dev) for c in self.cols]  # (P, B, nnz)
+        self._buffers: dict[tuple, torch.Tensor] = {}
+        self._index_entries()
+        self.E = [torch.zeros(lay.N, self.B, dtype=dt, device=dev) for lay in self.layout]  # (N, B) per layer
         self.adam_step = 0
         if cfg.optimizer == "adam":
             self.adam_m = [torch.zeros_like(p) for p in self._params()]
@@ -138,7 +141,31 @@ class Population:
     # ------------------------------------------------------------------ state handling
 
     _PER_MEMBER = ("member_ids", "lr", "plasticity", "gamma", "clip", "S", "bias", "W_out", "b_out",
-                   "feedback_T", "slow_mask", "n_eph", "n_slow", "rows", "cols", "E", "adam_m", "adam_v", "loss_hist", "best_window")
+                   "feedback", "slow_mask", "n_eph", "n_slow", "adam_m", "adam_v", "loss_hist", "best_window")
+
+    def _index_entries(self) -> None:
+        """The masked entries of the members present (from `slow_mask`, which is 0 exactly there), and
+        the per-member factors of the ephemeral step spread over them: (N, 1) each."""
+        self.layout = [ell.Layout(m == 0, self.dtype) for m in self.slow_mask] if self.ephemeral else []
+        self.gamma_e = [lay.per_entry(self.gamma) for lay in self.layout]
+        self.clip_e = [lay.per_entry(self.clip) for lay in self.layout]
+        self.step_e = [lay.per_entry(-(self.lr * self.plasticity)) for lay in self.layout]
+        self.clipping = bool(torch.isfinite(self.clip).any())  # any member clips
+        self._buffers.clear()
+
+    def _scratch(self, *key, like: torch.Tensor | None = None, shape=None) -> torch.Tensor:
+        """A work tensor shaped like `like` (or `shape`), allocated once and reused for every character:
+        a fresh multi-MB tensor per operation costs more in page faults than the arithmetic it holds."""
+        shape = torch.Size(like.shape if like is not None else shape)
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[key] = torch.empty(shape, dtype=self.dtype, device=self.device)
+        return buf
+
+    def _cat(self, key, tensors):
+        """torch.cat along the last axis into a reused buffer."""
+        shape = (*tensors[0].shape[:-1], sum(t.shape[-1] for t in tensors))
+        return torch.cat(tensors, dim=-1, out=self._scratch("cat", *key, shape=shape))
 
     @property
     def size(self) -> int:
@@ -166,6 +193,7 @@ class Population:
             if m in self.alive and self.outcome[m] == Outcome.RUNNING:
                 self.outcome[m] = outcome
         idx = keep.nonzero().squeeze(1)
+        self.E = [E[keep.repeat_interleave(lay.counts)] for E, lay in zip(self.E, self.layout)]
         for name in self._PER_MEMBER:
             if not hasattr(self, name):
                 continue
@@ -175,7 +203,7 @@ class Population:
             elif isinstance(value, torch.Tensor) and value.dim() > 0:
                 setattr(self, name, value.index_select(0, idx))
         self.seeds = self.seeds[keep.cpu().numpy()]
-        self.clipping = bool(torch.isfinite(self.clip).any())
+        self._index_entries()
 
     # ------------------------------------------------------------------ one sequence
 
@@ -183,82 +211,119 @@ class Population:
         return torch.relu(a) if self.model.activation == "relu" else torch.tanh(a)
 
     def _act_deriv(self, a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return (a > 0).to(a.dtype) if self.model.activation == "relu" else 1 - h * h
+        # ReLU: h = relu(a) is > 0 exactly where a > 0, so sign(h) is the 0/1 derivative (one fast
+        # elementwise op; `(a > 0).to(dtype)` is two slow ones).
+        return torch.sign(h) if self.model.activation == "relu" else 1 - h * h
 
-    def _forward(self, x_t, r, use_eph, track=False):
+    def _forward(self, x_t, r, use_eph, gather, slot=0):
         """One character for every member and sequence. Returns (inputs, gathered, pre-acts, acts, logits).
 
-        With `track`, every pre-activation is made part of an autograd graph (BPTT asks for
-        d loss / d a_l(t) through time)."""
-        h = torch.cat([x_t, r], dim=2) if self.model.recurrence else x_t
+        `gathered[l]` is layer l's input at each masked entry, (N, B), when `gather` (None otherwise):
+        the ephemeral product, step and gradient norm all need it, so it is gathered once, into
+        buffer `slot` (BPTT keeps one per character until the end of the sequence)."""
+        h = torch.cat([x_t, r], dim=1) if self.model.recurrence else x_t  # (P, n_in, B)
         ins, gath, pre, acts = [], [], [], []
         for l in range(self.L):
-            a = torch.baddbmm(self.bias[l].unsqueeze(1), h, self.S[l].transpose(1, 2))  # (P, B, n_out)
+            a = torch.baddbmm(self.bias[l].unsqueeze(2), self.S[l], h)  # slow part: (P, n_out, B)
             hg = None
-            if self.ephemeral:
-                hg = ell.gather_inputs(h, self.cols[l])  # (P, B, nnz)
-                if use_eph:
-                    a = a + ell.matvec(self.E[l], hg, self.rows[l], a.shape[2])
-            if track and not a.requires_grad:
-                a.requires_grad_(True)
+            if gather:
+                E, lay = self.E[l], self.layout[l]
+                hg = lay.gather(h, out=self._scratch("input", l, slot, like=E))
+                if use_eph:  # + (E * M) h, over the masked entries only
+                    a += lay.sum_rows(torch.mul(E, hg, out=self._scratch("product", l, like=E)))
             ins.append(h)
             gath.append(hg)
             pre.append(a)
             h = self._act(a)
             acts.append(h)
-        z = torch.baddbmm(self.b_out.unsqueeze(1), h, self.W_out.transpose(1, 2))  # (P, B, V)
+        z = torch.baddbmm(self.b_out.unsqueeze(2), self.W_out, h)  # (P, V, B)
         return ins, gath, pre, acts, z
 
-    def _online_deltas(self, e, ins, pre, acts, use_eph):
+    def _input_grad(self, l, delta, delta_g):
+        """W_l^eff^T delta: the slow part dense, the ephemeral part from delta at the entries' rows."""
+        back = torch.bmm(self.S[l].transpose(1, 2), delta)  # (P, n_in, B)
+        if delta_g is not None:
+            E = self.E[l]
+            back += self.layout[l].sum_cols(torch.mul(E, delta_g, out=self._scratch("product", l, like=E)))
+        return back
+
+    def _online_deltas(self, e, pre, acts, use_eph):
         """Error signals delta_l of dfa, dfa_nod and per-step backprop, at the current weights."""
         upd = self.cfg.updater
         if upd in ("dfa", "dfa_nod"):
-            deltas = [torch.bmm(e, self.feedback_T[l]) for l in range(self.L)]
+            deltas = [torch.bmm(self.feedback[l], e) for l in range(self.L)]  # (P, n_l, B)
             if upd == "dfa":
                 deltas = [d * self._act_deriv(pre[l], acts[l]) for l, d in enumerate(deltas)]
             return deltas
         deltas = [None] * self.L
-        back = torch.bmm(e, self.W_out)  # (P, B, n_L)
+        back = torch.bmm(self.W_out.transpose(1, 2), e)  # (P, n_L, B)
         for l in reversed(range(self.L)):
             deltas[l] = back * self._act_deriv(pre[l], acts[l])
             if l > 0:
-                back = torch.bmm(deltas[l], self.S[l])
-                if self.ephemeral and use_eph:
-                    dg = ell.gather_rows(deltas[l], self.rows[l])
-                    back = back + ell.rmatvec(self.E[l], dg, self.cols[l], self.n_in[l])
+                dg = self.layout[l].expand_rows(deltas[l], out=self._scratch("error", l, like=self.E[l])) if use_eph else None
+                back = self._input_grad(l, deltas[l], dg)
         return deltas
+
+    def _bptt_deltas(self, e_t, pre_t, acts_t, gath_t, use_eph):
+        """BPTT's delta_l(t) = d(sum_t loss_t) / d a_l(t), from the last character back.
+
+        The weights are fixed within the sequence, so this is the usual backward pass per character,
+        plus, with recurrence, the gradient reaching r_t = h_L(t) from character t+1 through layer 1's
+        recurrent columns. With `use_eph` it also returns the ephemeral gradient summed over the
+        characters, sum_t delta_l(t) h_(l-1)(t)^T at the masked entries: (N, B) per layer."""
+        T, V, rec = len(e_t), self.V, self.model.recurrence
+        deltas_t = [None] * T
+        total = [self._scratch("total", l, like=E).zero_() for l, E in enumerate(self.E)] if use_eph else None
+        carry = None  # d loss / d r_t through the next character: (P, n_L, B)
+        for t in reversed(range(T)):
+            back = torch.bmm(self.W_out.transpose(1, 2), e_t[t])
+            if carry is not None:
+                back += carry
+            deltas = [None] * self.L
+            for l in reversed(range(self.L)):
+                deltas[l] = back * self._act_deriv(pre_t[t][l], acts_t[t][l])
+                dg = None
+                if use_eph:
+                    dg = self.layout[l].expand_rows(deltas[l], out=self._scratch("error", l, like=self.E[l]))
+                    total[l].addcmul_(dg, gath_t[t][l])
+                if l > 0 or (rec and t > 0):
+                    back = self._input_grad(l, deltas[l], dg)
+            carry = back[:, V:] if rec and t > 0 else None
+            deltas_t[t] = deltas
+        return deltas_t, total
 
     def _ephemeral_step(self, deltas, gath):
         """E <- clip(gamma * (E - lr * plasticity * delta h^T)) on the masked entries."""
         step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
         for l in range(self.L):
-            self.E[l].addcmul_(ell.gather_rows(deltas[l] * step, self.rows[l]), gath[l])
-            self._decay_and_clip(self.E[l])
+            E = self.E[l]
+            E.addcmul_(self.layout[l].expand_rows(deltas[l] * step, out=self._scratch("error", l, like=E)), gath[l])
+            self._decay_and_clip(l)
 
     def _ephemeral_bptt(self, total):
         """The same step once per sequence, with the gradient summed over its characters."""
-        step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
         for l in range(self.L):
-            self.E[l].addcmul_(total[l], step)
-            self._decay_and_clip(self.E[l])
+            self.E[l].addcmul_(total[l], self.step_e[l])
+            self._decay_and_clip(l)
 
-    def _decay_and_clip(self, E):
-        E.mul_(self.gamma.view(-1, 1, 1))
+    def _decay_and_clip(self, l):
+        E = self.E[l]
+        E.mul_(self.gamma_e[l])
         if self.clipping:
-            clip = self.clip.view(-1, 1, 1)
+            clip = self.clip_e[l]
             torch.clamp(E, -clip, clip, out=E)
 
     def _slow_grads(self, deltas_t, ins_t, e_t, hL_t):
         """Sum over the given characters and sequences of every slow parameter's gradient."""
-        grads = []
+        grads, gb = [], []
         for l in range(self.L):
-            D = torch.cat([d[l] for d in deltas_t], dim=1)  # (P, T*B, n_out)
-            H = torch.cat([x[l] for x in ins_t], dim=1)  # (P, T*B, n_in)
-            G = torch.bmm(D.transpose(1, 2), H)
+            D = self._cat(("D", l), [d[l] for d in deltas_t])  # (P, n_out, T*B)
+            H = self._cat(("H", l), [x[l] for x in ins_t])  # (P, n_in, T*B)
+            G = torch.bmm(D, H.transpose(1, 2))
             grads.append(G * self.slow_mask[l] if self.ephemeral else G)
-        gb = [torch.cat([d[l] for d in deltas_t], dim=1).sum(1) for l in range(self.L)]
-        Ecat, Hcat = torch.cat(e_t, dim=1), torch.cat(hL_t, dim=1)
-        return grads + gb + [torch.bmm(Ecat.transpose(1, 2), Hcat), Ecat.sum(1)]
+            gb.append(D.sum(2))
+        Ecat, Hcat = self._cat(("e",), e_t), self._cat(("hL",), hL_t)
+        return grads + gb + [torch.bmm(Ecat, Hcat.transpose(1, 2)), Ecat.sum(2)]
 
     def _apply_slow(self, grads, scale):
         """theta <- clip(theta - step(scale * grad)) with SGD or torch-style Adam, per member."""
@@ -290,89 +355,89 @@ class Population:
             params[: self.L] = [p * m for p, m in zip(params[: self.L], self.slow_mask)]
         self._set_params(params)
 
+    @torch.no_grad()
     def _run_sequence(self, tokens, memory, *, learn, use_eph, want_norms):
         """Run one batch of sequences through the network, updating as the updater says."""
         P, B, T, V = tokens.shape[0], self.B, self.T, self.V
         bptt = self.cfg.updater == "bptt"
-        track = bptt and learn
-        x = F.one_hot(tokens[..., :-1], V).to(self.dtype)  # (P, B, T, V)
+        eph = self.ephemeral and use_eph  # the ephemeral entries are in the product and learn
+        gather = eph or (self.ephemeral and want_norms)
+        deltas_needed = learn or eph  # the slow weights learn, or the ephemeral entries do
+        # One-hot tokens, feature-major: X[:, t] is the input x_t (P, V, B) and X[:, t + 1] the one-hot target.
+        X = F.one_hot(tokens, V).to(self.dtype).permute(0, 2, 3, 1).contiguous()  # (P, T + 1, V, B)
         y = tokens[..., 1:]  # (P, B, T)
-        r = x.new_zeros(P, B, self.model.width)
-        ins_t, gath_t, deltas_t, e_t, hL_t, pre_t = [], [], [], [], [], []
+        r = X.new_zeros(P, self.model.width, B)
+        ins_t, gath_t, deltas_t, e_t, hL_t, pre_t, acts_t = [], [], [], [], [], [], []
         loss_sum = torch.zeros(P, dtype=torch.float64, device=self.device)
-        loss_graph = 0.0
         correct = torch.zeros(P, B, T, dtype=torch.bool, device=self.device)
-        max_logit = x.new_zeros(P)
-        g_eph, g_slow = x.new_zeros(P), x.new_zeros(P)
+        max_logit = X.new_zeros(P)
+        g_eph, g_slow = X.new_zeros(P), X.new_zeros(P)
 
-        with torch.set_grad_enabled(track):
-            for t in range(T):
-                ins, gath, pre, acts, z = self._forward(x[:, :, t], r, use_eph, track=track)
-                logp = torch.log_softmax(z, dim=2)
-                loss_t = -logp.gather(2, y[:, :, t : t + 1]).squeeze(2)  # (P, B)
-                if track:
-                    loss_graph = loss_graph + loss_t.sum()
-                    pre_t.append(pre)
-                r = acts[-1] if track else acts[-1].detach()
-                with torch.no_grad():
-                    zd = z.detach()
-                    loss_sum += loss_t.detach().sum(1)
-                    correct[:, :, t] = zd.argmax(2) == y[:, :, t]
-                    max_logit = torch.maximum(max_logit, zd.abs().amax(dim=(1, 2)))
-                    e = logp.detach().exp() - F.one_hot(y[:, :, t], V).to(self.dtype)  # dL/dz
-                    ins = [h.detach() for h in ins]
-                    gath = [g.detach() if g is not None else None for g in gath]
-                    hL = acts[-1].detach()
-                    ins_t.append(ins), gath_t.append(gath), e_t.append(e), hL_t.append(hL)
-                    if bptt:
-                        continue
-                    deltas = self._online_deltas(e, ins, pre, acts, use_eph)
-                    deltas_t.append(deltas)
-                    if want_norms:
-                        ge, gs = self._char_norms(deltas, ins, gath, e, hL)
-                        g_eph, g_slow = g_eph + ge, g_slow + gs
-                    if self.ephemeral and use_eph:
-                        self._ephemeral_step(deltas, gath)
-                    if not self.ephemeral and learn:  # RNN: one optimizer step per character
-                        self._apply_slow(self._slow_grads([deltas], [ins], [e], [hL]), 1.0 / B)
-
-        with torch.no_grad():
-            if track:
-                flat = [a for pre in pre_t for a in pre]
-                grads = torch.autograd.grad(loss_graph, flat)
-                deltas_t = [list(grads[t * self.L : (t + 1) * self.L]) for t in range(T)]
-                if want_norms:
-                    for args in zip(deltas_t, ins_t, gath_t, e_t, hL_t):
-                        ge, gs = self._char_norms(*args)
-                        g_eph, g_slow = g_eph + ge, g_slow + gs
-                if self.ephemeral and use_eph:  # one ephemeral step at sequence end, summed over characters
-                    total = [sum(ell.gather_rows(d[l], self.rows[l]) * g[l] for d, g in zip(deltas_t, gath_t))
-                             for l in range(self.L)]
-                    self._ephemeral_bptt(total)
-            if learn and (self.ephemeral or bptt):
-                self._apply_slow(self._slow_grads(deltas_t, ins_t, e_t, hL_t), 1.0 / B)
-
-            n_mem = memory.sum(dim=(1, 2)).double()
-            out = {
-                "loss": loss_sum / (B * T),
-                "acc": correct.double().mean(dim=(1, 2)),
-                "mem_acc": (correct & memory).sum(dim=(1, 2)).double() / n_mem,
-                "max_logit": max_logit,
-            }
+        for t in range(T):
+            ins, gath, pre, acts, z = self._forward(X[:, t], r, eph, gather, slot=t if bptt else 0)
+            logp = torch.log_softmax(z, dim=1)  # (P, V, B)
+            y_t = y[:, :, t]
+            loss_sum += -logp.gather(1, y_t.unsqueeze(1)).squeeze(1).sum(1)
+            correct[:, :, t] = z.argmax(1) == y_t
+            max_logit = torch.maximum(max_logit, z.abs().amax(dim=(1, 2)))
+            r = acts[-1]
+            if not deltas_needed:
+                continue
+            e = logp.exp_() - X[:, t + 1]  # dL/dz
+            if learn:
+                ins_t.append(ins), e_t.append(e), hL_t.append(acts[-1])
+            if bptt:  # everything is kept for the backward pass at the end of the sequence
+                gath_t.append(gath), pre_t.append(pre), acts_t.append(acts)
+                if not learn:
+                    e_t.append(e)
+                continue
+            deltas = self._online_deltas(e, pre, acts, eph)
+            if learn:
+                deltas_t.append(deltas)
             if want_norms:
-                out["grad_eph"] = torch.sqrt(g_eph / (B * T))
-                out["grad_slow"] = torch.sqrt(g_slow / (B * T))
-            return out
+                ge, gs = self._char_norms(deltas, ins, gath, e, acts[-1])
+                g_eph, g_slow = g_eph + ge, g_slow + gs
+            if eph:
+                self._ephemeral_step(deltas, gath)
+            if not self.ephemeral and learn:  # RNN: one optimizer step per character
+                self._apply_slow(self._slow_grads([deltas], [ins], [e], [acts[-1]]), 1.0 / B)
+
+        if bptt and deltas_needed:
+            deltas_t, total = self._bptt_deltas(e_t, pre_t, acts_t, gath_t, eph)
+            if want_norms:
+                for args in zip(deltas_t, ins_t, gath_t, e_t, hL_t):
+                    ge, gs = self._char_norms(*args)
+                    g_eph, g_slow = g_eph + ge, g_slow + gs
+            if eph:  # one ephemeral step at sequence end, summed over characters
+                self._ephemeral_bptt(total)
+        if learn and (self.ephemeral or bptt):
+            self._apply_slow(self._slow_grads(deltas_t, ins_t, e_t, hL_t), 1.0 / B)
+
+        n_mem = memory.sum(dim=(1, 2)).double()
+        out = {
+            "loss": loss_sum / (B * T),
+            "acc": correct.double().mean(dim=(1, 2)),
+            "mem_acc": (correct & memory).sum(dim=(1, 2)).double() / n_mem,
+            "max_logit": max_logit,
+        }
+        if want_norms:
+            out["grad_eph"] = torch.sqrt(g_eph / (B * T))
+            out["grad_slow"] = torch.sqrt(g_slow / (B * T))
+        return out
 
     def _char_norms(self, deltas, ins, gath, e, hL):
-        """Squared raw gradient norms of one character, ephemeral and slow, summed over sequences: (P,)."""
+        """Squared raw gradient norms of one character, ephemeral and slow, summed over sequences: (P,).
+
+        The ephemeral part of delta h^T has squared norm sum_i delta_i^2 sum_(j in row i) h_(col j)^2,
+        so it needs only the row sums of the gathered inputs squared, never the (N, B) gradient."""
         eph = torch.zeros_like(e[:, 0, 0])
-        slow = (e.square().sum(2) * (hL.square().sum(2) + 1)).sum(1)
+        slow = (e.square().sum(1) * (hL.square().sum(1) + 1)).sum(1)
         for l in range(self.L):
-            d2 = deltas[l].square().sum(2)  # (P, B)
-            full = d2 * (ins[l].square().sum(2) + 1)  # weights and bias of layer l
+            d2 = deltas[l].square()  # (P, n_out, B)
+            full = d2.sum(1) * (ins[l].square().sum(1) + 1)  # weights and bias of layer l: (P, B)
             if self.ephemeral:
-                ge = (ell.gather_rows(deltas[l], self.rows[l]) * gath[l]).square().sum(2)  # (P, B)
+                h2 = torch.square(gath[l], out=self._scratch("product", l, like=gath[l]))
+                ge = (self.layout[l].sum_rows(h2) * d2).sum(1)  # (P, B)
                 eph = eph + ge.sum(1)
                 full = full - ge
             slow = slow + full.sum(1)
@@ -400,7 +465,8 @@ class Population:
                 rms_e = ge / torch.sqrt(self.n_eph.clamp(min=1).to(ge.dtype))
                 rms_s = gs / torch.sqrt(self.n_slow.to(ge.dtype))
                 out["grad_rms_ratio"] = torch.where(has_eph & (gs > 0), rms_e / rms_s, nan)
-                w_eph = sum(E.square().sum(dim=2) for E in self.E) if self.E else torch.zeros_like(ge)[:, None]
+                w_eph = (sum(lay.per_member(E.square()) for lay, E in zip(self.layout, self.E)) if self.E
+                         else torch.zeros_like(ge)[:, None])  # (P, B)
                 out["w_eph"] = torch.sqrt(w_eph.mean(1))
                 out["w_slow"] = torch.sqrt(sum(p.reshape(p.shape[0], -1).square().sum(1) for p in self._params()))
             exploded = self._check_explosion(out["loss"], out["max_logit"])
