@@ -74,7 +74,7 @@ def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None) -
 def submit(path: str, *, storage: str | None = None, address: str | None = None, num_cpus: int | None = None,
            progress: bool = True, max_packs: int | None = None, out=sys.stderr) -> SubmitResult:
     """Run (or resume) the study in `path`. `max_packs` caps the packs this call starts (for tests)."""
-    from sweeper.db import default_url, open_db, parse_url, upgrade
+    from sweeper.db import StorageError, default_url, open_db, parse_url, upgrade
     from sweeper.study import load_study
 
     from . import store
@@ -82,7 +82,10 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
 
     started = time.time()
     spec = load_study(path)  # StudyError: nothing touched yet
-    url = parse_url(storage or default_url())  # StorageError: nothing touched yet
+    try:
+        url = parse_url(storage or default_url())  # nothing touched yet
+    except StorageError as exc:
+        raise StorageError(f"storage (--storage or $SWEEPER_DB): {exc}") from None
     url_text = url.render_as_string(hide_password=False)
     upgrade(url)
     db = open_db(url)

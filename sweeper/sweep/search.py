@@ -17,6 +17,7 @@ searcher runs in the driver only (ask/tell), so Optuna has one writer.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections import deque
@@ -49,6 +50,41 @@ def _sampler(spec):
     raise ValueError(f"unknown sampler {kind!r}")
 
 
+_PG_LOCK_KEY = 0x5357454551  # serializes Optuna's table creation between drivers sharing a database
+
+
+@contextlib.contextmanager
+def _creation_lock(storage_url: str):
+    """Optuna creates its tables (and PostgreSQL enum types) without a lock: two drivers starting at
+    once on a fresh database collide. Hold a cross-process lock while the storage is set up."""
+    import sqlalchemy as sa
+
+    url = sa.make_url(storage_url)
+    if url.get_backend_name() == "postgresql":
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+                    conn.commit()
+        finally:
+            engine.dispose()
+    elif url.database and url.database != ":memory:":
+        import fcntl
+
+        with open(f"{url.database}.optuna-lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    else:
+        yield
+
+
 def open_optuna(storage_url: str, spec):
     """The study's Optuna study, created on first use, in the trial database."""
     import optuna
@@ -57,9 +93,10 @@ def open_optuna(storage_url: str, spec):
     kwargs: dict[str, Any] = {}
     if storage_url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    storage = optuna.storages.RDBStorage(storage_url, **kwargs)
-    return optuna.create_study(storage=storage, study_name=optuna_name(spec.name), load_if_exists=True,
-                               directions=[o.direction for o in spec.objectives], sampler=_sampler(spec))
+    with _creation_lock(storage_url):
+        storage = optuna.storages.RDBStorage(storage_url, **kwargs)
+        return optuna.create_study(storage=storage, study_name=optuna_name(spec.name), load_if_exists=True,
+                                   directions=[o.direction for o in spec.objectives], sampler=_sampler(spec))
 
 
 def _suggest(trial, spec) -> dict[str, float]:
