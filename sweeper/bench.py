@@ -53,6 +53,7 @@ def bench(*, width=256, depth=2, members=8, batch_size=32, batches=5, reference_
         engine_s = time.perf_counter() - start
         engine_rate = steps_per_batch * batches / engine_s
         eph_bytes = sum(E.element_size() * E.numel() for E in pop.E) / (pop.size * batch_size)
+        backend = pop.layout[0].backend if pop.layout else "-"
         gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
         rss_after_engine = _peak_rss_mib()
 
@@ -72,6 +73,7 @@ def bench(*, width=256, depth=2, members=8, batch_size=32, batches=5, reference_
             "engine_member_steps_per_s": engine_rate,
             "reference_member_steps_per_s": ref_rate,
             "speedup": engine_rate / ref_rate,
+            "sparse_backend": backend,
             "engine_eph_state_bytes_per_sequence": eph_bytes,
             "reference_eph_state_bytes_per_sequence": ref_eph_bytes,
             "masked_entries_bytes_per_sequence": int(pop.n_eph.max()) * pop.E[0].element_size() if pop.E else 0,
@@ -105,6 +107,7 @@ def format_bench(report: dict) -> str:
             f"{r['reference_eph_state_bytes_per_sequence']:>10,.0f} {r['masked_entries_bytes_per_sequence']:>8,}"
         )
     r = report["results"][-1]
+    lines.append("ephemeral kernels: " + ", ".join(sorted({x["sparse_backend"] for x in report["results"]})))
     lines.append(f"peak RSS: {r['peak_rss_mib_after_engine']:.0f} MiB after engine, "
                  f"{r['peak_rss_mib_after_reference']:.0f} MiB after reference"
                  + (f"; GPU peak {r['gpu_peak_mib']:.0f} MiB" if r["gpu_peak_mib"] is not None else ""))

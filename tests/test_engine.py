@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sweeper.config import ConfigError, Hyper, ModelConfig, RunConfig, TrainConfig
+from sweeper.engine import ell
 from sweeper.engine.population import Population
 from sweeper.engine.reference import Reference
 from sweeper.outcomes import Outcome
@@ -231,3 +232,59 @@ def test_evaluate_matches_reference(reset_every, ephemeral):
         expected = ref.evaluate(3, ephemeral=ephemeral)
         for name in ("loss", "acc", "mem_acc"):
             assert_close(float(got[name][p]), expected[name], f"member {p} {name}")
+
+
+def test_bptt_evaluate_matches_reference_when_state_carries_over():
+    """BPTT takes its end-of-sequence ephemeral step during evaluation too (it shows when reset_every > 1)."""
+    run = make_run("ephemeral", "bptt", True, batches=3, reset_every=2)
+    members = stable_members("ephemeral", 0.15, n=2)
+    pop, refs = Population(run, members), [Reference(run, h) for h in members]
+    for _ in pop.run():
+        pass
+    for ref in refs:
+        for _ in range(3):
+            ref.train_batch()
+    got = pop.evaluate(4)
+    for p, ref in enumerate(refs):
+        expected = ref.evaluate(4)
+        for name in ("loss", "acc", "mem_acc"):
+            assert_close(float(got[name][p]), expected[name], f"member {p} {name}")
+
+
+TORCH_PAIRS = [("dfa", False, math.inf), ("backprop", True, 0.15), ("bptt", True, math.inf), ("bptt", False, 0.15)]
+
+
+@pytest.mark.parametrize("updater,recurrence,clip", TORCH_PAIRS, ids=["-".join(map(str, p)) for p in TORCH_PAIRS])
+def test_torch_backend_matches_reference(monkeypatch, updater, recurrence, clip):
+    """The pure-torch sparse operations (no C compiler, or a GPU) against the oracle."""
+    monkeypatch.setattr(ell, "_native", lambda: None)
+    run = make_run("ephemeral", updater, recurrence, batches=20)
+    members = stable_members("ephemeral", clip, n=2)
+    pop, refs = Population(run, members), [Reference(run, h) for h in members]
+    assert all(lay.backend == "torch" for lay in pop.layout)
+    for step in range(run.train.batches):
+        m = pop.step()
+        for p, ref in enumerate(refs):
+            expected = ref.train_batch()
+            for name in COMPARED:
+                assert_close(m.for_member(p)[name], expected[name], f"batch {step}, member {p}, {name}")
+
+
+@pytest.mark.skipif(ell._native() is None, reason="no C compiler: the native kernels are not built")
+@pytest.mark.parametrize("updater,recurrence", [("dfa", False), ("backprop", True), ("bptt", True)])
+def test_native_and_torch_backends_agree_on_a_wider_network(monkeypatch, updater, recurrence):
+    """Rows of many entries, several SIMD blocks of sequences plus a remainder (B = 19), float64."""
+    run = RunConfig(task=TASK, model=ModelConfig(depth=2, width=48, recurrence=recurrence),
+                    train=TrainConfig(updater=updater, batch_size=19, batches=3, metrics_every=1,
+                                      stop_on_explosion=False, dtype="float64"))
+    members = [Hyper(lr=3e-3, plasticity=300, ratio=0.3, gamma=0.7, clip=0.2, seed=s) for s in range(2)]
+    native = Population(run, members)
+    assert all(lay.backend == "native" for lay in native.layout)
+    monkeypatch.setattr(ell, "_native", lambda: None)
+    plain = Population(run, members)
+    for _ in range(3):
+        a, b = native.step(), plain.step()
+        for name in COMPARED:
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-10, err_msg=name)
+    for Ea, Eb in zip(native.E, plain.E):
+        torch.testing.assert_close(Ea, Eb, rtol=1e-10, atol=1e-12)

@@ -215,36 +215,32 @@ class Population:
         # elementwise op; `(a > 0).to(dtype)` is two slow ones).
         return torch.sign(h) if self.model.activation == "relu" else 1 - h * h
 
-    def _forward(self, x_t, r, use_eph, gather, slot=0):
-        """One character for every member and sequence. Returns (inputs, gathered, pre-acts, acts, logits).
+    def _forward(self, x_t, r, use_eph):
+        """One character for every member and sequence. Returns (inputs, eph_inputs, pre-acts, acts, logits).
 
-        `gathered[l]` is layer l's input at each masked entry, (N, B), when `gather` (None otherwise):
-        the ephemeral product, step and gradient norm all need it, so it is gathered once, into
-        buffer `slot` (BPTT keeps one per character until the end of the sequence)."""
+        With `use_eph`, `eph_inputs[l]` is layer l's input in the form `ell.Layout` takes (`inputs`):
+        the ephemeral product and step both use it, so it is prepared once."""
         h = torch.cat([x_t, r], dim=1) if self.model.recurrence else x_t  # (P, n_in, B)
-        ins, gath, pre, acts = [], [], [], []
+        ins, eph_ins, pre, acts = [], [], [], []
         for l in range(self.L):
             a = torch.baddbmm(self.bias[l].unsqueeze(2), self.S[l], h)  # slow part: (P, n_out, B)
-            hg = None
-            if gather:
-                E, lay = self.E[l], self.layout[l]
-                hg = lay.gather(h, out=self._scratch("input", l, slot, like=E))
-                if use_eph:  # + (E * M) h, over the masked entries only
-                    a += lay.sum_rows(torch.mul(E, hg, out=self._scratch("product", l, like=E)))
+            x = None
+            if use_eph:  # + (E * M) h, over the masked entries only
+                x = self.layout[l].inputs(h, self.E[l])
+                self.layout[l].matvec_add(self.E[l], x, a)
             ins.append(h)
-            gath.append(hg)
+            eph_ins.append(x)
             pre.append(a)
             h = self._act(a)
             acts.append(h)
         z = torch.baddbmm(self.b_out.unsqueeze(2), self.W_out, h)  # (P, V, B)
-        return ins, gath, pre, acts, z
+        return ins, eph_ins, pre, acts, z
 
-    def _input_grad(self, l, delta, delta_g):
-        """W_l^eff^T delta: the slow part dense, the ephemeral part from delta at the entries' rows."""
+    def _input_grad(self, l, delta, use_eph):
+        """W_l^eff^T delta: the slow part dense, the ephemeral part over the masked entries."""
         back = torch.bmm(self.S[l].transpose(1, 2), delta)  # (P, n_in, B)
-        if delta_g is not None:
-            E = self.E[l]
-            back += self.layout[l].sum_cols(torch.mul(E, delta_g, out=self._scratch("product", l, like=E)))
+        if use_eph:
+            self.layout[l].rmatvec_add(self.E[l], delta, back)
         return back
 
     def _online_deltas(self, e, pre, acts, use_eph):
@@ -260,20 +256,17 @@ class Population:
         for l in reversed(range(self.L)):
             deltas[l] = back * self._act_deriv(pre[l], acts[l])
             if l > 0:
-                dg = self.layout[l].expand_rows(deltas[l], out=self._scratch("error", l, like=self.E[l])) if use_eph else None
-                back = self._input_grad(l, deltas[l], dg)
+                back = self._input_grad(l, deltas[l], use_eph)
         return deltas
 
-    def _bptt_deltas(self, e_t, pre_t, acts_t, gath_t, use_eph):
+    def _bptt_deltas(self, e_t, pre_t, acts_t, use_eph):
         """BPTT's delta_l(t) = d(sum_t loss_t) / d a_l(t), from the last character back.
 
         The weights are fixed within the sequence, so this is the usual backward pass per character,
         plus, with recurrence, the gradient reaching r_t = h_L(t) from character t+1 through layer 1's
-        recurrent columns. With `use_eph` it also returns the ephemeral gradient summed over the
-        characters, sum_t delta_l(t) h_(l-1)(t)^T at the masked entries: (N, B) per layer."""
+        recurrent columns."""
         T, V, rec = len(e_t), self.V, self.model.recurrence
         deltas_t = [None] * T
-        total = [self._scratch("total", l, like=E).zero_() for l, E in enumerate(self.E)] if use_eph else None
         carry = None  # d loss / d r_t through the next character: (P, n_L, B)
         for t in reversed(range(T)):
             back = torch.bmm(self.W_out.transpose(1, 2), e_t[t])
@@ -282,43 +275,37 @@ class Population:
             deltas = [None] * self.L
             for l in reversed(range(self.L)):
                 deltas[l] = back * self._act_deriv(pre_t[t][l], acts_t[t][l])
-                dg = None
-                if use_eph:
-                    dg = self.layout[l].expand_rows(deltas[l], out=self._scratch("error", l, like=self.E[l]))
-                    total[l].addcmul_(dg, gath_t[t][l])
                 if l > 0 or (rec and t > 0):
-                    back = self._input_grad(l, deltas[l], dg)
+                    back = self._input_grad(l, deltas[l], use_eph)
             carry = back[:, V:] if rec and t > 0 else None
             deltas_t[t] = deltas
-        return deltas_t, total
+        return deltas_t
 
-    def _ephemeral_step(self, deltas, gath):
+    def _ephemeral_step(self, deltas, eph_ins):
         """E <- clip(gamma * (E - lr * plasticity * delta h^T)) on the masked entries."""
         step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
         for l in range(self.L):
-            E = self.E[l]
-            E.addcmul_(self.layout[l].expand_rows(deltas[l] * step, out=self._scratch("error", l, like=E)), gath[l])
-            self._decay_and_clip(l)
+            self.layout[l].step(self.E[l], deltas[l] * step, eph_ins[l], self.gamma_e[l],
+                                self.clip_e[l] if self.clipping else None)
 
-    def _ephemeral_bptt(self, total):
-        """The same step once per sequence, with the gradient summed over its characters."""
-        for l in range(self.L):
-            self.E[l].addcmul_(total[l], self.step_e[l])
-            self._decay_and_clip(l)
+    def _ephemeral_bptt(self, stacked):
+        """The same step once per sequence, with the gradient summed over its characters: one pass
+        over E with every character's deltas and inputs side by side (`_stack`)."""
+        step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
+        for l, (D, H) in enumerate(stacked):
+            lay, E = self.layout[l], self.E[l]
+            lay.step(E, D * step, lay.inputs(H, E, "chars"), self.gamma_e[l], self.clip_e[l] if self.clipping else None,
+                     chars=self.T)
 
-    def _decay_and_clip(self, l):
-        E = self.E[l]
-        E.mul_(self.gamma_e[l])
-        if self.clipping:
-            clip = self.clip_e[l]
-            torch.clamp(E, -clip, clip, out=E)
+    def _stack(self, deltas_t, ins_t):
+        """Per layer (D, H): the characters' deltas (P, n_out, T*B) and inputs (P, n_in, T*B) side by side."""
+        return [(self._cat(("D", l), [d[l] for d in deltas_t]), self._cat(("H", l), [x[l] for x in ins_t]))
+                for l in range(self.L)]
 
-    def _slow_grads(self, deltas_t, ins_t, e_t, hL_t):
+    def _slow_grads(self, stacked, e_t, hL_t):
         """Sum over the given characters and sequences of every slow parameter's gradient."""
         grads, gb = [], []
-        for l in range(self.L):
-            D = self._cat(("D", l), [d[l] for d in deltas_t])  # (P, n_out, T*B)
-            H = self._cat(("H", l), [x[l] for x in ins_t])  # (P, n_in, T*B)
+        for l, (D, H) in enumerate(stacked):
             G = torch.bmm(D, H.transpose(1, 2))
             grads.append(G * self.slow_mask[l] if self.ephemeral else G)
             gb.append(D.sum(2))
@@ -361,20 +348,19 @@ class Population:
         P, B, T, V = tokens.shape[0], self.B, self.T, self.V
         bptt = self.cfg.updater == "bptt"
         eph = self.ephemeral and use_eph  # the ephemeral entries are in the product and learn
-        gather = eph or (self.ephemeral and want_norms)
         deltas_needed = learn or eph  # the slow weights learn, or the ephemeral entries do
         # One-hot tokens, feature-major: X[:, t] is the input x_t (P, V, B) and X[:, t + 1] the one-hot target.
         X = F.one_hot(tokens, V).to(self.dtype).permute(0, 2, 3, 1).contiguous()  # (P, T + 1, V, B)
         y = tokens[..., 1:]  # (P, B, T)
         r = X.new_zeros(P, self.model.width, B)
-        ins_t, gath_t, deltas_t, e_t, hL_t, pre_t, acts_t = [], [], [], [], [], [], []
+        ins_t, deltas_t, e_t, hL_t, pre_t, acts_t = [], [], [], [], [], []
         loss_sum = torch.zeros(P, dtype=torch.float64, device=self.device)
         correct = torch.zeros(P, B, T, dtype=torch.bool, device=self.device)
         max_logit = X.new_zeros(P)
         g_eph, g_slow = X.new_zeros(P), X.new_zeros(P)
 
         for t in range(T):
-            ins, gath, pre, acts, z = self._forward(X[:, t], r, eph, gather, slot=t if bptt else 0)
+            ins, eph_ins, pre, acts, z = self._forward(X[:, t], r, eph)
             logp = torch.log_softmax(z, dim=1)  # (P, V, B)
             y_t = y[:, :, t]
             loss_sum += -logp.gather(1, y_t.unsqueeze(1)).squeeze(1).sum(1)
@@ -384,34 +370,33 @@ class Population:
             if not deltas_needed:
                 continue
             e = logp.exp_() - X[:, t + 1]  # dL/dz
-            if learn:
-                ins_t.append(ins), e_t.append(e), hL_t.append(acts[-1])
+            ins_t.append(ins), e_t.append(e), hL_t.append(acts[-1])
             if bptt:  # everything is kept for the backward pass at the end of the sequence
-                gath_t.append(gath), pre_t.append(pre), acts_t.append(acts)
-                if not learn:
-                    e_t.append(e)
+                pre_t.append(pre), acts_t.append(acts)
                 continue
             deltas = self._online_deltas(e, pre, acts, eph)
             if learn:
                 deltas_t.append(deltas)
             if want_norms:
-                ge, gs = self._char_norms(deltas, ins, gath, e, acts[-1])
+                ge, gs = self._char_norms(deltas, ins, e, acts[-1])
                 g_eph, g_slow = g_eph + ge, g_slow + gs
             if eph:
-                self._ephemeral_step(deltas, gath)
+                self._ephemeral_step(deltas, eph_ins)
             if not self.ephemeral and learn:  # RNN: one optimizer step per character
-                self._apply_slow(self._slow_grads([deltas], [ins], [e], [acts[-1]]), 1.0 / B)
+                self._apply_slow(self._slow_grads(self._stack([deltas], [ins]), [e], [acts[-1]]), 1.0 / B)
 
+        stacked = None
         if bptt and deltas_needed:
-            deltas_t, total = self._bptt_deltas(e_t, pre_t, acts_t, gath_t, eph)
+            deltas_t = self._bptt_deltas(e_t, pre_t, acts_t, eph)
             if want_norms:
-                for args in zip(deltas_t, ins_t, gath_t, e_t, hL_t):
+                for args in zip(deltas_t, ins_t, e_t, hL_t):
                     ge, gs = self._char_norms(*args)
                     g_eph, g_slow = g_eph + ge, g_slow + gs
             if eph:  # one ephemeral step at sequence end, summed over characters
-                self._ephemeral_bptt(total)
+                stacked = self._stack(deltas_t, ins_t)
+                self._ephemeral_bptt(stacked)
         if learn and (self.ephemeral or bptt):
-            self._apply_slow(self._slow_grads(deltas_t, ins_t, e_t, hL_t), 1.0 / B)
+            self._apply_slow(self._slow_grads(stacked or self._stack(deltas_t, ins_t), e_t, hL_t), 1.0 / B)
 
         n_mem = memory.sum(dim=(1, 2)).double()
         out = {
@@ -425,19 +410,18 @@ class Population:
             out["grad_slow"] = torch.sqrt(g_slow / (B * T))
         return out
 
-    def _char_norms(self, deltas, ins, gath, e, hL):
+    def _char_norms(self, deltas, ins, e, hL):
         """Squared raw gradient norms of one character, ephemeral and slow, summed over sequences: (P,).
 
-        The ephemeral part of delta h^T has squared norm sum_i delta_i^2 sum_(j in row i) h_(col j)^2,
-        so it needs only the row sums of the gathered inputs squared, never the (N, B) gradient."""
+        The ephemeral part of delta h^T has squared norm sum_i delta_i^2 sum_j M_ij h_j^2 = delta^2 . (M h^2):
+        one dense product with the 0/1 mask, never the (N, B) gradient itself."""
         eph = torch.zeros_like(e[:, 0, 0])
         slow = (e.square().sum(1) * (hL.square().sum(1) + 1)).sum(1)
         for l in range(self.L):
             d2 = deltas[l].square()  # (P, n_out, B)
             full = d2.sum(1) * (ins[l].square().sum(1) + 1)  # weights and bias of layer l: (P, B)
             if self.ephemeral:
-                h2 = torch.square(gath[l], out=self._scratch("product", l, like=gath[l]))
-                ge = (self.layout[l].sum_rows(h2) * d2).sum(1)  # (P, B)
+                ge = (torch.bmm(1 - self.slow_mask[l], ins[l].square()) * d2).sum(1)  # (P, B)
                 eph = eph + ge.sum(1)
                 full = full - ge
             slow = slow + full.sum(1)
