@@ -67,7 +67,12 @@ def assert_close(engine_value, reference_value, what):
 @pytest.mark.parametrize("kind,updater,recurrence,optimizer,grad_clip", PAIRS,
                          ids=["-".join(str(x) for x in p[:4]) for p in PAIRS])
 def test_engine_matches_reference(kind, updater, recurrence, optimizer, grad_clip, clip):
-    run = make_run(kind, updater, recurrence, optimizer, grad_clip)
+    # Adam divides by sqrt(v): a coordinate whose gradient is at float32 rounding level still moves by
+    # about lr, so float32 rounding differences (summation order) grow into weight differences above
+    # 1e-5 over 100 batches. In float64 both sides agree far below the tolerance, which is what
+    # shows the two implement the same optimizer.
+    dtype = {"dtype": "float64"} if optimizer == "adam" else {}
+    run = make_run(kind, updater, recurrence, optimizer, grad_clip, **dtype)
     members = stable_members(kind, clip, n=2)
     pop = Population(run, members)
     refs = [Reference(run, h) for h in members]
