@@ -121,6 +121,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not progress:
         print("no studies")
         return 0
+    for p in progress:  # a RUNNING study whose driver stopped beating was interrupted (resubmit resumes it)
+        if p["status"] == "RUNNING" and _driver_gone(p.get("heartbeat_at")):
+            p["status"] = "RUNNING (driver gone: resubmit to resume)"
     columns = ["study", "status", "created_at", "planned", "trials", "WAITING", "RUNNING", "COMPLETE", "FAILED",
                "PRUNED", "members", "running", "stable", "exploded", "stopped_early", "failed", "best_eval_mem_acc"]  # fmt: skip
     rows = [
@@ -136,6 +139,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(format_table(columns, rows))
     print("trials by state (capitals), members by outcome (lower case)")
     return 0
+
+
+def _driver_gone(heartbeat_at) -> bool:
+    import datetime as dt
+
+    from sweeper.sweep.store import LEASE_STALE_S
+
+    if heartbeat_at is None:
+        return True
+    if heartbeat_at.tzinfo is None:
+        heartbeat_at = heartbeat_at.replace(tzinfo=dt.timezone.utc)
+    return (dt.datetime.now(dt.timezone.utc) - heartbeat_at).total_seconds() > LEASE_STALE_S
 
 
 @_reports_errors

@@ -224,6 +224,7 @@ def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, pl
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=budget, max_concurrent_trials=concurrency,
+                                    reuse_actors=True,
                                     trial_dirname_creator=lambda t: f"pack_{t.config.get('pack')}_{t.trial_id}",
                                     trial_name_creator=lambda t: f"pack_{t.config.get('pack')}"),
         run_config=tune.RunConfig(name=spec.name, storage_path=tune_dir, verbose=0, callbacks=[bar],
