@@ -1,0 +1,225 @@
+"""Fault and concurrency drill: measures what README.md reports about sweeps surviving faults.
+
+    python -m sweeper.sweep.drill [--storage sqlite|postgresql|both] [--json]
+
+Runs real `sweeper submit` processes (each with its own local Ray) on tiny studies and counts, from
+the database afterwards, configurations lost, duplicated and left RUNNING:
+
+- concurrency: two studies submitted at once to one database, each running 8 packs at a time
+  (0.25 CPU per pack), so 16 packs write to the database concurrently;
+- worker kills: K packs' worker processes are SIGKILLed mid-pack; each must be retried;
+- driver kill: the driver is SIGKILLed mid-study and the same command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+STUDY = """
+name = "{name}"
+[task]
+name = "key_recall"
+[model]
+depth = 1
+width = {width}
+[train]
+updater = "dfa"
+batch_size = 8
+batches = {batches}
+metrics_every = 10
+[search]
+kind = "grid"
+[[objectives]]
+metric = "eval_mem_acc"
+[space.lr]
+values = {lrs}
+[space.plasticity]
+values = [1e2, 1e3, 1e6]
+[execution]
+seeds = 2
+members_per_trial = 2
+cpus = {cpus}
+report_every = 20
+eval_batches = 2
+max_failures = 1
+"""
+
+
+def write_study(directory: Path, name: str, *, n_lr: int, batches: int, width: int, cpus: float) -> Path:
+    lrs = [round(1e-2 * 1.5**i, 6) for i in range(n_lr)]
+    path = directory / f"{name}.toml"
+    path.write_text(STUDY.format(name=name, lrs=lrs, batches=batches, width=width, cpus=cpus))
+    return path
+
+
+def _rows(url: str, sql: str, **params) -> list[tuple]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as c:
+            return [tuple(r) for r in c.execute(sa.text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def audit(url: str, name: str) -> dict:
+    """Members expected, recorded, lost, duplicated; packs left RUNNING; Optuna trials left unfinished."""
+    from sweeper.study import study_from_dict
+
+    (study_id, status, planned, spec), = _rows(
+        url, "SELECT id, status, planned_trials, spec FROM sw_studies WHERE name = :n", n=name)
+    spec = study_from_dict(json.loads(spec) if isinstance(spec, str) else spec)
+    expected = {(i, seed) for i in range(spec.search.configs) for seed in spec.execution.seeds}
+    members = _rows(url, "SELECT config_index, seed FROM sw_members WHERE study_id = :s", s=study_id)
+    packs = _rows(url, "SELECT status, attempts FROM sw_trials WHERE study_id = :s", s=study_id)
+    optuna = _rows(url, "SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                        "WHERE s.study_name = :n", n=f"sweeper/{name}")
+    return {
+        "status": status,
+        "packs": len(packs),
+        "planned_packs": planned,
+        "members": len(members),
+        "expected_members": len(expected),
+        "lost": len(expected - set(members)),
+        "duplicated": len(members) - len(set(members)),
+        "complete_packs": sum(1 for s, _ in packs if s == "COMPLETE"),
+        "running_packs": sum(1 for s, _ in packs if s in ("RUNNING", "WAITING")),
+        "retried_packs": sum(1 for _, a in packs if a > 1),
+        "optuna_trials": len(optuna),
+        "optuna_unfinished": sum(1 for (s,) in optuna if s in ("RUNNING", "WAITING")),
+    }
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sweeper", "submit", *args, "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 900) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    try:  # Ray processes the driver left behind (after a SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return out
+
+
+def _wait(url: str, sql: str, timeout: float = 180) -> list[tuple]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            got = _rows(url, sql)
+        except sa.exc.OperationalError:
+            got = []
+        if got:
+            return got
+        time.sleep(0.2)
+    raise TimeoutError(sql)
+
+
+def drill_concurrency(url: str, work: Path) -> dict:
+    names = [f"conc_{i}" for i in range(2)]
+    paths = [write_study(work, n, n_lr=8, batches=150, width=16, cpus=0.25) for n in names]
+    started = time.time()
+    procs = [_start([str(p), "--storage", url]) for p in paths]
+    outs = [_finish(p) for p in procs]
+    seconds = time.time() - started
+    audits = [audit(url, n) for n in names]
+    return {"drivers": 2, "packs_at_once_per_driver": 8, "seconds": round(seconds, 1),
+            "exit_codes": [p.returncode for p in procs], "studies": audits,
+            "errors": [o[-500:] for p, o in zip(procs, outs) if p.returncode]}
+
+
+def drill_worker_kills(url: str, work: Path, kills: int = 3) -> dict:
+    path = write_study(work, "workers", n_lr=4, batches=2500, width=64, cpus=1)
+    proc = _start([str(path), "--storage", url, "--num-cpus", "2"])
+    killed = set()
+    deadline = time.time() + 600
+    while len(killed) < kills and time.time() < deadline and proc.poll() is None:
+        for number, pid in _rows(url, "SELECT number, worker FROM sw_trials WHERE status = 'RUNNING' "
+                                      "AND attempts = 1 AND worker IS NOT NULL"):
+            if number not in killed and len(killed) < kills:
+                time.sleep(0.5)  # mid-pack, not at its first instruction
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.add(number)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.2)
+    out = _finish(proc)
+    result = audit(url, "workers")
+    return {"killed": len(killed), "exit_code": proc.returncode, **result,
+            "error": out[-500:] if proc.returncode else None}
+
+
+def drill_driver_kill(url: str, work: Path) -> dict:
+    path = write_study(work, "driver", n_lr=4, batches=2500, width=64, cpus=1)
+    proc = _start([str(path), "--storage", url, "--num-cpus", "2"])
+    _wait(url, "SELECT 1 FROM sw_trials WHERE status = 'COMPLETE'")
+    _wait(url, "SELECT 1 FROM sw_trials WHERE status = 'RUNNING'")
+    proc.send_signal(signal.SIGKILL)
+    _finish(proc)
+    before = audit(url, "driver")
+    again = _start([str(path), "--storage", url, "--num-cpus", "2"])
+    out = _finish(again)
+    return {"packs_done_before_kill": before["complete_packs"], "exit_code": again.returncode,
+            **audit(url, "driver"), "error": out[-500:] if again.returncode else None}
+
+
+def _database(backend: str, work: Path):
+    if backend == "sqlite":
+        return f"sqlite:///{work / 'drill.sqlite3'}", lambda: None
+    name = f"sweeper_drill_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sweeper.sweep.drill", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--storage", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    backends = ["sqlite", "postgresql"] if args.storage == "both" else [args.storage]
+    report = {}
+    for backend in backends:
+        with tempfile.TemporaryDirectory(prefix="sweeper-drill-") as tmp:
+            work = Path(tmp)
+            url, drop = _database(backend, work)
+            try:
+                report[backend] = {"concurrency": drill_concurrency(url, work),
+                                   "worker_kills": drill_worker_kills(url, work, args.kills),
+                                   "driver_kill": drill_driver_kill(url, work)}
+            finally:
+                drop()
+        if not args.json:
+            print(backend, json.dumps(report[backend], indent=1), flush=True)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
