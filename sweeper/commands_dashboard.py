@@ -1,0 +1,90 @@
+"""The dashboard commands of `sweeper`: dashboard, report. Parsing and printing only.
+
+    sweeper dashboard [--storage URL] [--host 127.0.0.1] [--port 8050] [--token T]
+    sweeper report STUDY -o report.html [--storage URL]
+
+Both only read the database. The work is done by `sweeper.dashboard`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+TOKEN_ENV = "SWEEPER_DASHBOARD_TOKEN"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the dashboard commands to the `sweeper` parser's subcommands."""
+    storage_help = "the trial database (default: $SWEEPER_DB or sqlite:///sweeper.sqlite3)"
+
+    p = subparsers.add_parser("dashboard", help="serve the stability dashboard (read-only) in the browser")
+    p.add_argument("--storage", metavar="URL", help=storage_help)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs --token)")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument(
+        "--token", default=os.environ.get(TOKEN_ENV),
+        help=f"a secret every request must carry (?token=T once, then a cookie; or the X-Sweeper-Token header); "
+        f"required for a non-loopback --host (default: ${TOKEN_ENV})",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_dashboard)
+
+    p = subparsers.add_parser("report", help="write one self-contained HTML report of a study (opens offline)")
+    p.add_argument("study")
+    p.add_argument("-o", "--output", required=True, metavar="PATH", help="the HTML file to write")
+    p.add_argument("--storage", metavar="URL", help=storage_help)
+    p.set_defaults(func=cmd_report)
+
+
+def _fail(field: str, message: str) -> int:
+    print(f"sweeper: error: {field}: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_dashboard(args) -> int:
+    from sweeper.dashboard import security
+    from sweeper.db import StorageError
+
+    try:
+        security.check_bind(args.host, args.token)
+    except security.BindRefused as e:
+        return _fail("--host" if "refusing" in str(e) else "--token", str(e))
+    from sweeper.dashboard.app import create_app
+
+    try:
+        app = create_app(args.storage, token=args.token)
+    except StorageError as e:
+        return _fail("--storage", str(e))
+    shown = "localhost" if security.is_loopback(args.host) else args.host
+    suffix = "/?token=<your token>" if args.token else "/"
+    print(f"sweeper dashboard (read-only) on http://{shown}:{args.port}{suffix}  (Ctrl-C to stop)", flush=True)
+    app.run(host=args.host, port=args.port, debug=False)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from sweeper.dashboard.data import open_readonly
+    from sweeper.db import StorageError, StudyNotFound
+
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        return _fail("-o", f"directory {out.parent} does not exist")
+    try:
+        db = open_readonly(args.storage)
+    except StorageError as e:
+        return _fail("--storage", str(e))
+    try:
+        from sweeper.dashboard.report import build_report
+
+        result = build_report(db, args.study, out)
+    except StudyNotFound as e:
+        return _fail("study", str(e))
+    finally:
+        db.dispose()
+    print(f"wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, {result['figures']} figures; "
+          f"boundary fit {'included' if result['boundary_fit'] else 'not available'}, "
+          f"early-warning evaluation {'included' if result['early_warning'] else 'not available'})")  # fmt: skip
+    return 0

@@ -1,0 +1,81 @@
+"""The stability frontier: members in (log10 lr, log10 plasticity), boundary fit, cells; a click shows a member."""
+
+from __future__ import annotations
+
+import math
+
+from dash import Input, Output, State, dcc, html, no_update
+
+from sweeper.dashboard import data, figures, optional, views
+
+PATH = "/frontier"
+TITLE = "Frontier"
+NEEDS_STUDY = True
+
+
+def _value_text(v: float) -> str:
+    return format(v, ".17g")  # 'inf' for no clipping: dropdown values must be JSON, and inf is not
+
+
+def _slices(values: dict) -> dict:
+    return {axis: (None if v in (None, "all") else float(v)) for axis, v in values.items()}
+
+
+def build(ctx, study: str, slices: dict) -> tuple:
+    """(figure, boundary summary component, whether the study is still running)."""
+    view = views.frontier_view(ctx.db, study, slices)
+    if isinstance(view.fit, optional.Missing):
+        summary = html.P(view.fit.reason, id="boundary-missing", className="note")
+    else:
+        summary = html.Div([
+            html.B("boundary fit: "), ", ".join(f"{k} = {v}" for k, v in view.fit["summary"].items()),
+            html.Div(view.note, className="note"),
+        ], id="boundary-summary")  # fmt: skip
+    return view.figure, summary, view.running
+
+
+def layout(ctx, query):
+    study = query["study"]
+    meta = data.study_meta(ctx.db, study)
+    controls = []
+    for axis in data.SLICE_AXES:
+        options = [{"label": "all", "value": "all"}] + [
+            {"label": ("none" if axis == "clip" and math.isinf(v) else f"{v:g}"), "value": _value_text(v)}
+            for v in meta.slices[axis]
+        ]
+        controls.append(html.Label([f"{axis} ", dcc.Dropdown(id=f"slice-{axis}", options=options, value="all",
+                                                              clearable=False, style={"width": "140px"})],
+                                   style={"display": "inline-block", "marginRight": "16px"}))  # fmt: skip
+    figure, summary, running = build(ctx, study, {})
+    return html.Div([
+        dcc.Store(id="study-name", data=study),
+        html.H2(f"Stability frontier: {study}"),
+        html.Div(controls),
+        html.Div(summary, id="boundary-box"),
+        dcc.Graph(id="frontier-graph", figure=figure, config={"displaylogo": False}),
+        html.P("Click a point to see that member's traces below. Points of one configuration's seeds are "
+               f"jittered by up to {figures.JITTER_DECADES / 2:g} decade so none hides another.", className="note"),
+        html.Div(id="member-box"),
+        dcc.Interval(id="frontier-interval", interval=ctx.refresh_ms, disabled=not running),
+    ])  # fmt: skip
+
+
+def register(app, ctx):
+    @app.callback(
+        Output("frontier-graph", "figure"), Output("boundary-box", "children"), Output("frontier-interval", "disabled"),
+        Input("slice-gamma", "value"), Input("slice-ratio", "value"), Input("slice-clip", "value"),
+        Input("frontier-interval", "n_intervals"), State("study-name", "data"), prevent_initial_call=True,
+    )  # fmt: skip
+    def _update(gamma, ratio, clip, _n, study):
+        figure, summary, running = build(ctx, study, _slices({"gamma": gamma, "ratio": ratio, "clip": clip}))
+        return figure, summary, not running
+
+    @app.callback(Output("member-box", "children"), Input("frontier-graph", "clickData"), prevent_initial_call=True)
+    def _member(click):
+        points = (click or {}).get("points") or []
+        custom = points[0].get("customdata") if points else None
+        if not custom:
+            return no_update
+        from sweeper.dashboard.pages import member
+
+        return member.panel(ctx, int(custom[0]))
