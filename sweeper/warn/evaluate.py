@@ -1,0 +1,250 @@
+"""`sweeper warn eval`: how well a predictor would have stopped a finished study's explosions.
+
+The stored histories are replayed batch by batch through `OnlineWarner` (the worker's own code), on
+the members that ran to the end of their budget without being stopped (stable or exploded) and that
+the predictor was not fitted on. Definitions (the same for the predictor and every baseline):
+
+- A member is *alarmed* at the first full-metric batch from `min_step` on whose score reaches the
+  threshold, up to its explosion batch: an exploded member's replay ends there, as when the engine
+  stops it, so an alarm is never later than the explosion criterion.
+- AUROC: exploded vs stable, ranked by each member's highest score over the batches it was scored on
+  (up to its explosion, or the end of its budget); a member never scored (it exploded before
+  `min_step`) ranks lowest. `auroc_at_step`: by the score on the first scored batch >= at_step,
+  over the members not exploded before it.
+- precision = exploded alarmed / alarmed; recall = exploded alarmed / exploded; false-stop rate =
+  stable alarmed / stable; lead time = explode_step - alarm batch (alarmed exploded members).
+- Compute: an exploding member left alone trains its whole budget (train.batches); stopped at an alarm
+  on batch a it trains a + 1, saving budget - (a + 1). `compute_saved` = saved / (exploded x budget).
+  Engines that stop at the explosion already save budget - (explode_step + 1); what the alarm saves
+  on top is `compute_saved_beyond_explosion_stop` = sum(explode_step - a) / sum(explode_step + 1).
+  `stable_compute_lost`: batches false stops take from stable members / (stable x budget).
+  This needs no full-length traces (`stop_on_explosion = false`); those only make explosions that
+  happen later than an engine stop would have let them visible.
+
+Baselines: `explosion_criterion` (stop when the engine flags the explosion: lead time 0, by definition
+no false stops), `loss_zscore` (predictors.LossZScore), and `median_rule` (Ray Tune's median stopping
+rule: alarm a member whose running mean loss is worse than the median of the other members' running
+means at the same batch, from min_step on, once 3 others are running).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .online import OnlineWarner, Settings
+from .predictors import SCORE_CAP, LossZScore, Predictor
+from .traces import Trace, load_traces, replay_batches
+
+TARGETS = {"auroc": 0.9, "false_stop_rate": 0.05, "compute_saved": 0.5}
+MEDIAN_MIN_OTHERS = 3
+
+
+class EvalError(ValueError):
+    """The study cannot be evaluated as asked (no held-out members, no explosions, ...)."""
+
+
+@dataclass
+class Outcomes:
+    """One detector's decisions on the evaluated members (aligned with the traces)."""
+
+    alarm: list[int | None]
+    max_score: list[float]
+    first_scores: list[tuple[int, float] | None]
+    threshold: float
+
+
+def _run_warner(traces: list[Trace], predictor: Predictor, min_step: int, threshold: float | None,
+                at_step: int) -> Outcomes:
+    hypers = [t.hyper for t in traces]
+    warner = OnlineWarner(Settings(min_step, threshold), predictor, hypers=hypers)
+    for m in replay_batches(traces):
+        warner.observe(m)
+    alarm = [warner.alarmed[k].step if k in warner.alarmed else None for k in range(len(traces))]
+    max_score = [warner.max_score.get(k, -math.inf) for k in range(len(traces))]
+    first = [next(((s, v) for s, v in warner.scores.get(k, []) if s >= at_step), None) for k in range(len(traces))]
+    return Outcomes(alarm, max_score, first, warner.threshold)
+
+
+def _explosion_criterion(traces: list[Trace]) -> Outcomes:
+    alarm = [t.explode_step if t.exploded else None for t in traces]
+    return Outcomes(alarm, [1.0 if t.exploded else 0.0 for t in traces], [None] * len(traces), 0.5)
+
+
+def _median_rule(traces: list[Trace], min_step: int, at_step: int) -> Outcomes:
+    """Running mean loss vs the median of the other running members' at the same batch."""
+    n = len(traces)
+    sums, counts = np.zeros(n), np.zeros(n)
+    alarm: list[int | None] = [None] * n
+    max_score = [-math.inf] * n
+    first: list[tuple[int, float] | None] = [None] * n
+    for m in replay_batches(traces):
+        if not m.full:
+            continue
+        k = m.member
+        loss = np.where(np.isfinite(m.loss), m.loss, np.inf)
+        sums[k] += loss
+        counts[k] += 1
+        if m.step < min_step or len(k) < MEDIAN_MIN_OTHERS + 1:
+            continue
+        running = sums[k] / counts[k]
+        for r, member in enumerate(k):
+            if alarm[member] is not None:
+                continue
+            median = float(np.median(np.delete(running, r)))
+            score = _log_ratio(float(running[r]), median)
+            max_score[member] = max(max_score[member], score)
+            if first[member] is None and m.step >= at_step:
+                first[member] = (m.step, score)
+            if score > 0:
+                alarm[member] = m.step
+    return Outcomes(alarm, max_score, first, 0.0)
+
+
+def _log_ratio(a: float, b: float) -> float:
+    """log10(a / b) for positive losses, capped at +-SCORE_CAP (an infinite loss is the worst)."""
+    if not math.isfinite(a):
+        return SCORE_CAP if math.isfinite(b) else 0.0
+    if not math.isfinite(b):
+        return -SCORE_CAP
+    if a <= 0 or b <= 0:
+        return 0.0
+    return float(np.clip(math.log10(a / b), -SCORE_CAP, SCORE_CAP))
+
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float | None:
+    if y.all() or not y.any():
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score))
+
+
+def _median(x: list[float]) -> float | None:
+    return float(np.median(x)) if x else None
+
+
+def summarize(traces: list[Trace], out: Outcomes) -> dict[str, Any]:
+    """The figures of the module docstring for one detector."""
+    y = np.array([t.exploded for t in traces])
+    finite = [s for s in out.max_score if math.isfinite(s)]
+    floor = (min(finite) - 1.0) if finite else 0.0
+    score = np.array([s if math.isfinite(s) else floor for s in out.max_score])
+    at = [(t.exploded, f[1]) for t, f in zip(traces, out.first_scores) if f is not None]
+    auroc_at = _auroc(np.array([a for a, _ in at], dtype=bool), np.array([b for _, b in at])) if at else None
+
+    tp = [(t, a) for t, a in zip(traces, out.alarm) if t.exploded and a is not None]
+    fp = [(t, a) for t, a in zip(traces, out.alarm) if not t.exploded and a is not None]
+    exploded = [t for t in traces if t.exploded]
+    stable = [t for t in traces if not t.exploded]
+    late = [t for t in exploded if t.explode_step > t.grace]
+    late_tp = [t for t, _ in tp if t.explode_step > t.grace]
+    leads = [t.explode_step - a for t, a in tp]
+    saved = sum(t.budget - (a + 1) for t, a in tp)
+    spent_to_explosion = sum(t.explode_step + 1 for t in exploded)
+    lost = sum(t.budget - (a + 1) for t, a in fp)
+    alarmed = len(tp) + len(fp)
+    return {
+        "threshold": out.threshold,
+        "auroc": _auroc(y, score),
+        "auroc_at_step": auroc_at,
+        "auroc_at_step_members": len(at),
+        "alarmed": alarmed,
+        "true_alarms": len(tp),
+        "false_alarms": len(fp),
+        "precision": len(tp) / alarmed if alarmed else None,
+        "recall": len(tp) / len(exploded),
+        "recall_late": len(late_tp) / len(late) if late else None,
+        "false_stop_rate": len(fp) / len(stable),
+        "median_lead_time": _median(leads),
+        "lead_time_quartiles": [float(q) for q in np.percentile(leads, [25, 75])] if leads else None,
+        "compute_saved": saved / (len(exploded) * exploded[0].budget) if exploded else None,
+        "compute_saved_beyond_explosion_stop": (sum(leads) / spent_to_explosion) if spent_to_explosion else None,
+        "stable_compute_lost": lost / sum(t.budget for t in stable),
+        "median_alarm_step": _median([a for _, a in tp]),
+    }
+
+
+def _meets(r: dict[str, Any]) -> dict[str, bool]:
+    return {
+        "auroc": r["auroc"] is not None and r["auroc"] >= TARGETS["auroc"],
+        "false_stop_rate": r["false_stop_rate"] <= TARGETS["false_stop_rate"],
+        "compute_saved": r["compute_saved"] is not None and r["compute_saved"] >= TARGETS["compute_saved"],
+    }
+
+
+def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = None, at_step: int | None = None,
+             threshold: float | None = None) -> dict[str, Any]:
+    """The evaluation report (strict-JSON-able) of `predictor` and the baselines on `study`."""
+    traces = load_traces(db, study)
+    trained = set((getattr(predictor, "payload", None) or {}).get("train_member_ids") or [])
+    held = [t for t in traces if t.member_id not in trained]
+    n_trained = len(traces) - len(held)
+    if not held:
+        why = (f"all {len(traces)} finished members of {study!r} were used to fit predictor {predictor.name!r}"
+               if traces else f"study {study!r} has no finished (stable or exploded) members")
+        raise EvalError(f"no held-out members to evaluate: {why}; evaluate on another study")
+    n_exp = sum(t.exploded for t in held)
+    if n_exp == 0 or n_exp == len(held):
+        missing = "exploded" if n_exp == 0 else "stable"
+        raise EvalError(f"no {missing} members among the {len(held)} held-out finished members of {study!r}: "
+                        "AUROC, recall and false stops need both; evaluate on a study spanning the boundary")
+    if min_step is None:
+        min_step = _study_min_step(db, study)
+        if getattr(predictor, "payload", None) and "min_step" in predictor.payload:
+            min_step = int(predictor.payload["min_step"])
+    at_step = min_step if at_step is None else at_step
+    results = {
+        "predictor": summarize(held, _run_warner(held, predictor, min_step, threshold, at_step)),
+        "baselines": {
+            "explosion_criterion": summarize(held, _explosion_criterion(held)),
+            "loss_zscore": summarize(held, _run_warner(held, LossZScore(), min_step, None, at_step)),
+            "median_rule": summarize(held, _median_rule(held, min_step, at_step)),
+        },
+    }
+    p = results["predictor"]
+    p["meets_targets"] = _meets(p)
+    for name, b in results["baselines"].items():
+        b["meets_targets"] = _meets(b)
+    p["beats"] = {name: _beats(p, b) for name, b in results["baselines"].items()}
+    return {
+        "study": study,
+        "predictor": predictor.describe(),
+        "min_step": min_step,
+        "at_step": at_step,
+        "budget": held[0].budget,
+        "explode_grace": held[0].grace,
+        "members": {
+            "evaluated": len(held), "exploded": n_exp, "stable": len(held) - n_exp,
+            "exploded_after_grace": sum(t.exploded and t.explode_step > t.grace for t in held),
+            "exploded_before_min_step": sum(t.exploded and t.explode_step < min_step for t in held),
+            "excluded_trained_on": n_trained,
+        },
+        "targets": dict(TARGETS),
+        "results": results,
+    }
+
+
+def _beats(p: dict[str, Any], b: dict[str, Any]) -> dict[str, bool | None]:
+    """Per figure, whether the predictor does better than the baseline (None where one is undefined)."""
+    def cmp(key, higher=True):
+        if p[key] is None or b[key] is None:
+            return None
+        return p[key] > b[key] if higher else p[key] < b[key]
+
+    return {"auroc": cmp("auroc"), "recall": cmp("recall"), "precision": cmp("precision"),
+            "false_stop_rate": cmp("false_stop_rate", higher=False), "median_lead_time": cmp("median_lead_time"),
+            "compute_saved": cmp("compute_saved")}
+
+
+def _study_min_step(db, study: str) -> int:
+    import sqlalchemy as sa
+
+    from sweeper.db import Study
+
+    with db.read_session() as s:
+        spec = s.scalars(sa.select(Study.spec).where(Study.name == study)).first() or {}
+    return int((spec.get("early_warning") or {}).get("min_step", 20))

@@ -1,0 +1,205 @@
+"""`sweeper warn fit`: a calibrated classifier of "will explode" from a member's first batches.
+
+Examples: every finished (stable or exploded) member of the given studies contributes EXAMPLES_PER_MEMBER
+truncation points, spread evenly over its full-metric batches t with min_step <= t <= steps (and
+t <= explode_step: later the engine has stopped it); each is `features.py` of the history up to t,
+labelled with the member's outcome. Every member weighs the same (points repeat when a member has
+fewer batches), so members that explode early are not outweighed by long stable ones.
+
+Model: scikit-learn's CalibratedClassifierCV (sigmoid) over a standardized logistic regression
+("logreg") or histogram gradient boosting ("gb"); its folds split by member, never inside one.
+
+Threshold: from out-of-fold replays. The members are split in FOLDS by member; each fold's model is
+fitted on the others, and the held-out members are replayed through OnlineWarner (every batch, as in
+the worker). The stored threshold is the lowest at which at most `max_false_stop` of those stable
+members would have been alarmed. The payload records the members fitted on, so `sweeper warn eval`
+leaves them out.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+import numpy as np
+
+from .features import HYPER_FEATURES, TRAJECTORY_FEATURES, feature_matrix
+from .online import OnlineWarner, Settings
+from .predictors import BUILTIN, LearnedPredictor
+from .traces import Trace, load_traces, replay_batches
+
+MODELS = ("logreg", "gb")
+EXAMPLES_PER_MEMBER = 20
+MIN_PER_CLASS = 5
+FOLDS = 5
+
+
+class FitError(ValueError):
+    """The data cannot support a fit (too few exploded or stable members, ...)."""
+
+
+def _code_version() -> str:
+    """The package version plus `git describe` (as sweeper.sweep.pack records it; the sweep is above us)."""
+    import sweeper
+
+    here = os.path.dirname(os.path.abspath(sweeper.__file__))
+    try:
+        rev = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return f"{sweeper.__version__}+{rev}" if rev else sweeper.__version__
+
+
+def _model(kind: str, groups: np.ndarray, X: np.ndarray, y: np.ndarray, seed: int):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if kind == "logreg":
+        base = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+    else:
+        base = HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.05, random_state=seed)
+    n_splits = min(3, len(np.unique(groups)))
+    cv = list(GroupKFold(n_splits=n_splits).split(X, y, groups))
+    return CalibratedClassifierCV(base, method="sigmoid", cv=cv).fit(X, y)
+
+
+def examples(traces: list[Trace], features: tuple[str, ...], min_step: int, steps: int | None):
+    """(X, y, groups, used): the truncation-point examples; `used[k]` whether trace k gave any."""
+    X, y, groups, used = [], [], [], []
+    for k, t in enumerate(traces):
+        v = t.history.view()
+        last = t.explode_step if t.exploded else v.last_step
+        if steps is not None:
+            last = min(last, steps)
+        ends = v.step[v.full & (v.step >= min_step) & (v.step <= last)]
+        used.append(len(ends) > 0)
+        if not len(ends):
+            continue
+        pick = ends[np.round(np.linspace(0, len(ends) - 1, EXAMPLES_PER_MEMBER)).astype(int)]
+        X.append(feature_matrix([v.upto(int(s)) for s in pick], features))
+        y.extend([t.exploded] * len(pick))
+        groups.extend([k] * len(pick))
+    if not X:
+        return np.zeros((0, len(features))), np.zeros(0, bool), np.zeros(0, int), used
+    return np.vstack(X), np.asarray(y, dtype=bool), np.asarray(groups), used
+
+
+def _check_classes(traces: list[Trace], what: str) -> None:
+    n_exp = sum(t.exploded for t in traces)
+    n_stable = len(traces) - n_exp
+    if n_exp < MIN_PER_CLASS or n_stable < MIN_PER_CLASS:
+        raise FitError(f"{what}: {n_exp} exploded and {n_stable} stable members usable (run to the end of "
+                       f"their budget, with a full-metric batch at or after min_step); a fit needs at least "
+                       f"{MIN_PER_CLASS} of each: add a study that spans the stability boundary")
+
+
+def _oof_threshold(traces, features, kind, min_step, steps, max_false_stop, seed) -> dict[str, Any]:
+    """Out-of-fold max scores of every member -> the threshold and what it would have done."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.array([t.exploded for t in traces])
+    max_score = np.full(len(traces), -np.inf)
+    folds = StratifiedKFold(n_splits=min(FOLDS, int(labels.sum()), int((~labels).sum())), shuffle=True,
+                            random_state=seed)
+    for train_idx, test_idx in folds.split(np.zeros(len(traces)), labels):
+        train = [traces[i] for i in train_idx]
+        X, y, g, _ = examples(train, features, min_step, steps)
+        if y.all() or not y.any():
+            raise FitError("a cross-validation fold holds one class only; add members of both outcomes")
+        model = LearnedPredictor(_model(kind, g, X, y, seed), features, 0.5, payload={"steps": steps})
+        test = [traces[i] for i in test_idx]
+        warner = OnlineWarner(Settings(min_step, 2.0), model, hypers=[t.hyper for t in test])  # never alarms
+        for m in replay_batches(test):
+            warner.observe(m)
+        for j, i in enumerate(test_idx):
+            max_score[i] = warner.max_score.get(j, -np.inf)
+    stable = np.sort(max_score[~labels])[::-1]
+    allowed = int(np.floor(max_false_stop * len(stable)))
+    threshold = 0.0 if allowed >= len(stable) else float(np.nextafter(max(stable[allowed], 0.0), np.inf))
+    threshold = min(threshold, 1.0)
+    alarmed = max_score >= threshold
+    finite = np.where(np.isfinite(max_score), max_score, -1.0)
+    return {
+        "threshold": threshold,
+        "auroc": float(roc_auc_score(labels, finite)),
+        "recall": float(alarmed[labels].mean()),
+        "false_stop_rate": float(alarmed[~labels].mean()),
+        "members": int(len(traces)),
+    }
+
+
+def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None, model: str = "logreg",
+                  min_step: int = 20, hypers: bool = False, max_false_stop: float = 0.05, seed: int = 0,
+                  replace: bool = False) -> dict[str, Any]:
+    """Fit, choose the threshold, store in sw_predictors; return the stored row's id and payload."""
+    import pickle
+
+    import sqlalchemy as sa
+
+    from sweeper.db import Predictor as Row
+    from sweeper.db import Study
+
+    if name in BUILTIN or not name or name.isdigit():
+        raise FitError(f"--name {name!r}: that name is taken by a built-in predictor or reads as an id; choose another")
+    if model not in MODELS:
+        raise FitError(f"--model {model!r}: expected one of {', '.join(MODELS)}")
+    if steps is not None and steps < min_step:
+        raise FitError(f"--steps {steps} is before min_step {min_step}: no batch to learn from")
+    if not 0 <= max_false_stop < 1:
+        raise FitError(f"--max-false-stop {max_false_stop}: expected a fraction in [0, 1)")
+    with db.read_session() as s:
+        exists = s.scalars(sa.select(Row.id).where(Row.name == name)).first()
+    if exists is not None and not replace:
+        raise FitError(f"--name {name!r}: a predictor of that name is stored already (id {exists}); choose another "
+                       "name or pass --replace")
+    features = TRAJECTORY_FEATURES + (HYPER_FEATURES if hypers else ())
+    traces = [t for study in studies for t in load_traces(db, study)]
+    if hypers:
+        for axis in ("lr", "plasticity"):
+            if len({t.hyper[axis] for t in traces}) < 2:
+                raise FitError(f"--hypers: every member has the same {axis}; a hyperparameter feature needs "
+                               "at least two values")
+    _, _, _, used = examples(traces, features, min_step, steps)
+    usable = [t for t, u in zip(traces, used) if u]
+    _check_classes(usable, f"studies {', '.join(studies)}")
+    X, y, g, _ = examples(usable, features, min_step, steps)
+    oof = _oof_threshold(usable, features, model, min_step, steps, max_false_stop, seed)
+    fitted = _model(model, g, X, y, seed)
+    with db.read_session() as s:
+        study_ids = {n: i for n, i in s.execute(sa.select(Study.name, Study.id).where(Study.name.in_(studies)))}
+    payload = {
+        "format": 1,
+        "features": list(features),
+        "model": model,
+        "steps": steps,
+        "min_step": min_step,
+        "threshold": oof["threshold"],
+        "max_false_stop": max_false_stop,
+        "seed": seed,
+        "train_studies": list(studies),
+        "train_member_ids": [t.member_id for t in usable],
+        "report": {
+            "members": len(usable),
+            "exploded": int(sum(t.exploded for t in usable)),
+            "stable": int(sum(not t.exploded for t in usable)),
+            "skipped_exploded_before_min_step": len(traces) - len(usable),
+            "examples": int(len(y)),
+            "out_of_fold": oof,
+        },
+    }
+    with db.session() as s:
+        if exists is not None:
+            s.execute(sa.delete(Row).where(Row.name == name))
+        row = Row(study_id=study_ids.get(studies[0]), kind="learned", name=name, payload=payload,
+                  blob=pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), code_version=_code_version())
+        s.add(row)
+        s.flush()
+        pid = row.id
+    return {"id": pid, "name": name, **payload}
