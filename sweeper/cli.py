@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands_db = None
     if commands_db is not None:
         commands_db.register(sub)
+    from . import commands_warn
+
+    commands_warn.register(sub)
     from . import commands_dashboard
 
     commands_dashboard.register(sub)
