@@ -54,7 +54,10 @@ def create_app(url: str | None = None, *, token: str | None = None, refresh_ms: 
         __name__, title="sweeper", use_pages=False, enable_mcp=False, suppress_callback_exceptions=True,
         serve_locally=True, update_title=None,
     )  # fmt: skip
-    app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
+    # dcc.Graph fetches plotly.js only once a graph is on the page (after the routing callback);
+    # preloading it lets the browser fetch and compile it while the callback runs.
+    preload = '<link rel="preload" as="script" href="/_dash-component-suites/plotly/package_data/plotly.min.js">'
+    app.index_string = app.index_string.replace("{%css%}", "{%css%}" + preload + "<style>" + CSS + "</style>")
     app.layout = html.Div([dcc.Location(id="url"), html.Div(id="nav"), html.Div(id="page")])
     security.guard(app.server, token)
 

@@ -28,8 +28,17 @@ JITTER_DECADES = 0.03
 """Seeds of one configuration share a point; each is moved by up to +-half this (log10 units)."""
 
 
-def _nulls(values) -> list:
-    return jsonable(np.asarray(values, dtype=np.float64))
+def _nulls(values) -> np.ndarray:
+    """Floats as a numpy array: Plotly's JSON encoder writes NaN and +-inf as null (strict JSON), and
+    validating an array is far cheaper than validating a list of 10,000 numbers."""
+    return np.asarray(values, dtype=np.float64)
+
+
+def _round(values: np.ndarray, digits: int) -> np.ndarray:
+    """`values` rounded to `digits` significant digits (non-finite values kept)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(np.isfinite(values) & (values != 0), 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values)))), 1.0)
+        return np.where(np.isfinite(values), np.round(values * scale) / scale, values)
 
 
 def _clip_text(clip: float) -> str:
@@ -50,7 +59,8 @@ def empty_figure(message: str) -> go.Figure:
 def frontier_figure(info: dict, p_stable: np.ndarray | None = None, grid: tuple | None = None, title: str = "") -> go.Figure:
     """Members as points (one trace per outcome), per-cell explosion rate beneath, P(stable) contours.
 
-    Each point's customdata is [member id, lr, plasticity, ratio, gamma, clip or null, seed,
+    Each point's id is its member id (what a click reports: dcc.Graph drops a binary customdata row
+    from click events); its customdata, for the hover text, is [member id, lr, plasticity, ratio, gamma, clip or null, seed,
     steps_done, explode_step, final_loss, eval_mem_acc]; the member id is what a click selects.
     """
     m = info["members"]
@@ -84,10 +94,11 @@ def frontier_figure(info: dict, p_stable: np.ndarray | None = None, grid: tuple 
     scatter = go.Scattergl if n > WEBGL_ABOVE else go.Scatter
     x = np.log10(m["lr"]) + JITTER_DECADES * (((m["seed"] * 0.6180339887) % 1.0) - 0.5)
     y = np.log10(m["plasticity"]) + JITTER_DECADES * (((m["seed"] * 0.7548776662) % 1.0) - 0.5)
-    custom = np.column_stack([
+    custom = np.column_stack([  # (members, 11) floats
         m["id"], m["lr"], m["plasticity"], m["ratio"], m["gamma"], m["clip"], m["seed"], m["steps_done"],
         m["explode_step"], m["final_loss"], m["eval_mem_acc"],
     ]) if n else np.zeros((0, 11))  # fmt: skip
+    custom = _round(custom, 5)  # what hover shows: 5 significant digits keep the JSON short
     hover = (
         "<b>member %{customdata[0]}</b> (%{meta})<br>lr %{customdata[1]:.3g}, plasticity %{customdata[2]:.3g}<br>"
         "ratio %{customdata[3]:.3g}, gamma %{customdata[4]:.3g}, clip %{customdata[5]:.3g}, seed %{customdata[6]}<br>"
@@ -99,9 +110,10 @@ def frontier_figure(info: dict, p_stable: np.ndarray | None = None, grid: tuple 
         if not keep.any():
             continue
         fig.add_trace(scatter(
-            x=_nulls(x[keep]), y=_nulls(y[keep]), mode="markers", name=f"{outcome} ({int(keep.sum())})",
-            marker={"color": color, "size": 9 if n <= WEBGL_ABOVE else 5, "line": {"width": 0.5, "color": "white"}},
-            customdata=jsonable(custom[keep]), hovertemplate=hover, meta=outcome,
+            x=x[keep], y=y[keep], mode="markers", name=f"{outcome} ({int(keep.sum())})",
+            marker={"color": color, "size": 9, "line": {"width": 0.5, "color": "white"}} if n <= WEBGL_ABOVE
+            else {"color": color, "size": 5},
+            customdata=custom[keep], hovertemplate=hover, meta=outcome, ids=m["id"][keep].astype(str),
         ))  # fmt: skip
     fig.update_layout(
         title=title, template="plotly_white", height=560, clickmode="event", hovermode="closest",

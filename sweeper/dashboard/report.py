@@ -19,6 +19,8 @@ from sweeper.dashboard import data, figures, optional, views
 from sweeper.dashboard.importance import importance_info
 from sweeper.db import study_progress
 
+TABLE_ROWS = 200
+"""Configurations listed in the report's Table 1 (a 10,000-member study may have thousands)."""
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 0 auto; padding: 16px; color: #222; }
 table { border-collapse: collapse; font-size: 13px; } th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; }
@@ -112,8 +114,10 @@ def build_report(db, study: str, path: str | os.PathLike) -> dict:
     table1 = data.config_table(db, study)
     columns = ["config", "lr", "plasticity", "ratio", "gamma", "clip", "seeds", "finished", "exploded",
                "explosion_rate", "eval_mem_acc_mean", "eval_mem_acc_sd", "baseline"]  # fmt: skip
-    parts.append(_section("Table 1: configurations", _table(table1, columns)
-                          + '<p class="note">eval_mem_acc over stable members; clip "none" = no clipping.</p>'))
+    shown = table1[:TABLE_ROWS]
+    more = f" Showing {len(shown)} of {len(table1)} configurations; `sweeper export` writes them all." if len(table1) > len(shown) else ""
+    parts.append(_section("Table 1: configurations", _table(shown, columns)
+                          + f'<p class="note">eval_mem_acc over stable members; clip "none" = no clipping.{more}</p>'))
 
     fig6 = optional.analysis_figure("fig6", db, study)
     included["fig6_source"] = "sweeper.analysis.figures" if not isinstance(fig6, optional.Missing) else "dashboard overlay"

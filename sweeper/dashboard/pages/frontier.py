@@ -72,10 +72,15 @@ def register(app, ctx):
 
     @app.callback(Output("member-box", "children"), Input("frontier-graph", "clickData"), prevent_initial_call=True)
     def _member(click):
-        points = (click or {}).get("points") or []
-        custom = points[0].get("customdata") if points else None
-        if not custom:
+        ids = [i for i in map(_member_id, (click or {}).get("points") or []) if i is not None]
+        if not ids:
             return no_update
         from sweeper.dashboard.pages import member
 
-        return member.panel(ctx, int(custom[0]))
+        return member.panel(ctx, ids[0])
+
+
+def _member_id(point: dict) -> int | None:
+    """The member id of a clicked point (its Plotly `id`); the explosion-rate cell under it has none."""
+    text = point.get("id")
+    return int(text) if isinstance(text, str) and text.isdigit() else None
