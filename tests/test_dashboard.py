@@ -234,6 +234,8 @@ def test_report_is_one_file_without_external_resources(study_db, rodb, tmp_path)
     assert "<script src" not in text.replace(" ", "") and '<link rel="stylesheet"' not in text
     for section in ("Stability frontier", "Boundary fit", "Early-warning evaluation", "Table 1", "Fig. 6", "Fig. 7"):
         assert section in text
+    if result["early_warning"]:  # sweeper.warn replays the synthetic members through the ratio rule
+        assert "baseline: explosion_criterion" in text
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 - the stability boundary fit: `sweeper.analysis.boundary.latest_fit(db, study)` and
   `p_stable(payload, {"lr": array, "plasticity": array, ...})`;
 - the paper's figures: `sweeper.analysis.figures.fig6(db, study)`, `fig7(db, study)`;
-- the early-warning evaluation: `sweeper.warn`'s evaluation function.
+- the early-warning evaluation: `sweeper.warn.evaluate.evaluate(db, study, predictor)`.
 
 Each helper returns either its result or `Missing(reason)`, a sentence to show in place of the view,
 so a dashboard over a study without a fit (or an install without these parts) still works.
@@ -81,16 +81,28 @@ def analysis_figure(name: str, db, study: str) -> Any:
         return Missing(f"{name} could not be drawn for {study}: {type(e).__name__}: {e}")
 
 
-WARN_EVALUATORS = ("evaluate_study", "evaluate", "evaluation")
+EVAL_COLUMNS = ("auroc", "recall", "precision", "false_stop_rate", "median_lead_time", "compute_saved",
+                "alarmed", "true_alarms", "false_alarms")  # fmt: skip
 
 
-def warning_evaluation(db, study: str) -> Any:
-    """The early-warning evaluation of `sweeper.warn` for the study (a dict or a figure), or Missing."""
-    warn = _module("sweeper.warn")
-    function = next((getattr(warn, n) for n in WARN_EVALUATORS if warn is not None and hasattr(warn, n)), None)
-    if function is None:
+def warning_evaluation(db, study: str, predictor: str = "ratio_rule") -> dict | Missing:
+    """`sweeper.warn.evaluate.evaluate` of `predictor` (default: the paper's gradient-ratio rule) on the study.
+
+    Returns {"rows": one dict per detector (the predictor, then each baseline) with EVAL_COLUMNS,
+    "note": what was evaluated}, or Missing with the evaluation's own reason (e.g. no explosions).
+    """
+    evaluate_module = _module("sweeper.warn.evaluate")
+    predictors = _module("sweeper.warn.predictors")
+    if evaluate_module is None or predictors is None or not hasattr(evaluate_module, "evaluate"):
         return Missing("early-warning evaluation is not available (sweeper.warn provides no evaluation function)")
     try:
-        return function(db, study)
-    except Exception as e:
-        return Missing(f"early-warning evaluation failed for {study}: {type(e).__name__}: {e}")
+        report = evaluate_module.evaluate(db, study, predictors.load_predictor(db, predictor))
+    except Exception as e:  # EvalError (no held-out or no exploded members), PredictorError, ...
+        return Missing(f"early-warning evaluation of {study} not possible: {e}")
+    results = report["results"]
+    rows = [{"detector": f"predictor: {predictor}", **{k: results["predictor"].get(k) for k in EVAL_COLUMNS}}]
+    rows += [{"detector": f"baseline: {name}", **{k: b.get(k) for k in EVAL_COLUMNS}} for name, b in results["baselines"].items()]
+    members = report.get("members", {})
+    note = (f"{members.get('evaluated')} members replayed ({members.get('exploded')} exploded, {members.get('stable')} "
+            f"stable) from batch {report.get('min_step')}; targets {report.get('targets')}; see `sweeper warn eval`.")
+    return {"rows": rows, "note": note}

@@ -109,7 +109,11 @@ def build_report(db, study: str, path: str | os.PathLike) -> dict:
 
     evaluation = optional.warning_evaluation(db, study)
     included["early_warning"] = not isinstance(evaluation, optional.Missing)
-    parts.append(_section("Early-warning evaluation", _rendered(evaluation, figure)))
+    if isinstance(evaluation, optional.Missing):
+        warn_html = _missing(evaluation.reason)
+    else:
+        warn_html = _table(evaluation["rows"], ["detector", *optional.EVAL_COLUMNS]) + f'<p class="note">{html.escape(evaluation["note"])}</p>'
+    parts.append(_section("Early-warning evaluation", warn_html))
 
     table1 = data.config_table(db, study)
     columns = ["config", "lr", "plasticity", "ratio", "gamma", "clip", "seeds", "finished", "exploded",
