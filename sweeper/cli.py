@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import commands_dashboard
 
     commands_dashboard.register(sub)
+    from . import commands_analysis
+
+    commands_analysis.register(sub)
     return parser
 
 
