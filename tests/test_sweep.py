@@ -282,3 +282,28 @@ def test_two_studies_at_once_into_one_database(db_url, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     check_study_consistent(db_url, "first", configs=6, seeds=2)
     check_study_consistent(db_url, "second", configs=6, seeds=2)
+
+
+def test_early_warning_stops_members_in_the_engine_and_optuna_prunes_them(local_ray, tmp_path):
+    """A threshold every member reaches: all are stopped at min_step (none shadowed), each alarm is an
+    event in the database, and Optuna records every configuration PRUNED, never COMPLETE."""
+    from sweeper.sweep.driver import submit
+
+    url = f"sqlite:///{tmp_path / 'ew.sqlite3'}"
+    path = write_study(tmp_path, "warned", batches=200)
+    path.write_text(path.read_text().replace("metrics_every = 10", "metrics_every = 5") + """
+[early_warning]
+enabled = true
+predictor = "ratio_rule"
+threshold = -1e9
+shadow_fraction = 0.0
+min_step = 20
+""")
+    result = submit(str(path), storage=url, progress=False)
+    assert result.status == "COMPLETE"
+    members = rows(url, "SELECT outcome, stop_step, steps_done FROM sw_members")
+    assert len(members) == 12
+    assert all(o == "stopped_early" and s == 20 and d == 21 for o, s, d in members), members
+    assert rows(url, "SELECT count(*), min(action), max(action) FROM sw_warnings") == [(12, "stopped", "stopped")]
+    check_study_consistent(url, "warned", configs=6, seeds=2)
+    assert {s for s, in rows(url, "SELECT state FROM trials")} == {"PRUNED"}

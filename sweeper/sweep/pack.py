@@ -50,6 +50,7 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
 
     from sweeper.db import open_db
     from sweeper.engine.population import Population
+    from sweeper.outcomes import Outcome
     from sweeper.study import parse_study
 
     from . import store
@@ -79,9 +80,11 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
                 owners.append(p)
         pop = Population(run, hypers)
         history: list[list[dict[str, Any]]] = [[] for _ in hypers]
+        warner, events, stop_step = _warner(spec, db, hypers), [], {}
         every = spec.execution.report_every
         progress: dict[str, Any] = {}
         last_batch = run.train.batches - 1
+        m = None
         for m in pop.run():
             names = ("loss", "acc", "mem_acc", "max_logit") if not m.full else store.METRIC_COLUMNS
             if m.full or m.exploded.any():
@@ -89,9 +92,17 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
                     if m.full or m.exploded[r]:
                         history[int(member)].append(
                             {"step": m.step, **{k: float(getattr(m, k)[r]) for k in names}})
-            if (m.step + 1) % every == 0 or m.step == last_batch or pop.size == 0:
+            if warner is not None:
+                stops = _alarms(spec, warner, m, owners, hypers, events, stop_step)
+                if stops:
+                    pop.drop(stops, Outcome.STOPPED_EARLY)  # the engine frees their compute at once
+            if pop.size == 0:
+                break  # nothing left to train: results are written before Tune hears of the end
+            if (m.step + 1) % every == 0 or m.step == last_batch:
                 progress = _progress(pop, m)
                 tune.report(progress)
+        if m is not None:
+            progress = _progress(pop, m)
         train_s = time.time() - started
         evaluated = {}
         if pop.size and spec.execution.eval_batches:
@@ -111,6 +122,7 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
                 "lr": h.lr, "plasticity": h.plasticity, "ratio": h.ratio, "gamma": h.gamma, "clip": h.clip,
                 "seed": h.seed, "config": member_config(spec, h),
                 "outcome": s.outcome, "explode_step": s.explode_step, "steps_done": s.steps_done,
+                "stop_step": stop_step.get(i),
                 "final_loss": s.final.get("loss"), "final_acc": s.final.get("acc"),
                 "mem_acc": s.final.get("mem_acc"), "baseline": baseline,
                 "eval_loss": ev[0], "eval_acc": ev[1], "eval_mem_acc": ev[2], "eval_mem_acc_frozen": ev[3],
@@ -125,12 +137,41 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
         result = {"verdicts": verdicts, "counts": counts, "progress": progress,
                   "timing": {"train_s": train_s, "eval_s": eval_s, "db_s": None}}
         t0 = time.time()
+        result["warnings"] = {"alarms": len(events), "stopped": len(stop_step),
+                              "shadow": len(events) - len(stop_step)}
         store.finish_trial(db, study_id, number, attempt, members=members, history=history, result=result,
-                           wall_time_s=train_s + eval_s)
+                           wall_time_s=train_s + eval_s, warnings=events)
         result["timing"]["db_s"] = time.time() - t0
         tune.report({**progress, "done": 1, "result_json": json.dumps(result)})
     finally:
         db.dispose()
+
+
+def _warner(spec, db, hypers):
+    """The study's early-warning watcher, or None when it is off."""
+    if not spec.early_warning.enabled:
+        return None
+    from sweeper.warn import OnlineWarner, make_predictor
+
+    return OnlineWarner(spec.early_warning, make_predictor(spec.early_warning, db), hypers=hypers)
+
+
+def _alarms(spec, warner, m, owners, hypers, events, stop_step) -> list[int]:
+    """Record this batch's alarms as warning events; return the members to stop (not the shadows)."""
+    from sweeper.warn import is_shadow
+
+    stops = []
+    for alarm in warner.observe(m):
+        i = alarm.member
+        shadow = is_shadow(f"{spec.name}/{owners[i]['config_index']}/{hypers[i].seed}",
+                           spec.early_warning.shadow_fraction)
+        events.append({"pack_index": i, "step": alarm.step, "score": float(alarm.score),
+                       "predictor": warner.predictor.name, "predictor_id": warner.predictor.predictor_id,
+                       "signals": alarm.signals, "action": "shadow" if shadow else "stopped"})
+        if not shadow:
+            stops.append(i)
+            stop_step[i] = alarm.step
+    return stops
 
 
 def member_config(spec, h) -> dict[str, Any]:

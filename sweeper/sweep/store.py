@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from sweeper.db import Database, Member, MemberMetric, Study, StudyStatus, Trial, TrialStatus
+from sweeper.db import Database, EarlyWarning, Member, MemberMetric, Study, StudyStatus, Trial, TrialStatus
 from sweeper.db.types import utcnow
 
 LEASE_STALE_S = 30.0
@@ -197,7 +197,7 @@ def claim_trial(db: Database, study_id: int, number: int, *, ray_trial_id: str |
 
 def finish_trial(db: Database, study_id: int, number: int, attempt: int, *,
                  members: Sequence[Mapping[str, Any]], history: Sequence[Iterable[Mapping[str, Any]]],
-                 result: dict, wall_time_s: float) -> None:
+                 result: dict, wall_time_s: float, warnings: Sequence[Mapping[str, Any]] = ()) -> None:
     """Write a pack's members, their sampled metrics and the trial's result, all or nothing."""
     with db.session() as s:
         trial = s.scalars(sa.select(Trial).where(Trial.study_id == study_id, Trial.number == number)
@@ -212,5 +212,9 @@ def finish_trial(db: Database, study_id: int, number: int, attempt: int, *,
         metric_rows = [{"member_id": row.id, **h} for row, hist in zip(rows, history) for h in hist]
         if metric_rows:
             s.execute(sa.insert(MemberMetric), metric_rows)
+        if warnings:
+            s.execute(sa.insert(EarlyWarning), [
+                {"member_id": rows[w["pack_index"]].id, **{k: v for k, v in w.items() if k != "pack_index"}}
+                for w in warnings])
         trial.status, trial.finished_at = TrialStatus.COMPLETE, utcnow()
         trial.wall_time_s, trial.result = wall_time_s, result
