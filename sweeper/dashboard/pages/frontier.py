@@ -28,7 +28,8 @@ def build(ctx, study: str, slices: dict) -> tuple:
         summary = html.P(view.fit.reason, id="boundary-missing", className="note")
     else:
         summary = html.Div([
-            html.B("boundary fit: "), ", ".join(f"{k} = {v}" for k, v in view.fit["summary"].items()),
+            html.B("boundary fit: "),
+            ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in view.fit["summary"].items()),
             html.Div(view.note, className="note"),
         ], id="boundary-summary")  # fmt: skip
     return view.figure, summary, view.running
