@@ -150,8 +150,9 @@ def drill_worker_kills(url: str, work: Path, kills: int = 3) -> dict:
     killed = set()
     deadline = time.time() + 600
     while len(killed) < kills and time.time() < deadline and proc.poll() is None:
-        for number, pid in _rows(url, "SELECT number, worker FROM sw_trials WHERE status = 'RUNNING' "
-                                      "AND attempts = 1 AND worker IS NOT NULL"):
+        for number, pid in _rows(url, "SELECT t.number, t.worker FROM sw_trials t JOIN sw_studies s "
+                                      "ON s.id = t.study_id WHERE s.name = 'workers' AND t.status = 'RUNNING' "
+                                      "AND t.attempts = 1 AND t.worker IS NOT NULL"):
             if number not in killed and len(killed) < kills:
                 time.sleep(0.5)  # mid-pack, not at its first instruction
                 try:
@@ -169,8 +170,9 @@ def drill_worker_kills(url: str, work: Path, kills: int = 3) -> dict:
 def drill_driver_kill(url: str, work: Path) -> dict:
     path = write_study(work, "driver", n_lr=4, batches=2500, width=64, cpus=1)
     proc = _start([str(path), "--storage", url, "--num-cpus", "2"])
-    _wait(url, "SELECT 1 FROM sw_trials WHERE status = 'COMPLETE'")
-    _wait(url, "SELECT 1 FROM sw_trials WHERE status = 'RUNNING'")
+    of_study = "FROM sw_trials t JOIN sw_studies s ON s.id = t.study_id WHERE s.name = 'driver' AND t.status"
+    _wait(url, f"SELECT 1 {of_study} = 'COMPLETE'")
+    _wait(url, f"SELECT 1 {of_study} = 'RUNNING'")
     proc.send_signal(signal.SIGKILL)
     _finish(proc)
     before = audit(url, "driver")
