@@ -87,8 +87,11 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
     except StorageError as exc:
         raise StorageError(f"storage (--storage or $SWEEPER_DB): {exc}") from None
     url_text = url.render_as_string(hide_password=False)
-    upgrade(url)
-    db = open_db(url)
+    try:
+        upgrade(url)
+        db = open_db(url)
+    except StorageError as exc:
+        raise StorageError(f"storage (--storage or $SWEEPER_DB): {exc}") from None
     fixed = None if spec.search.kind == "optuna" else plan_fixed_packs(spec)
     planned = len(fixed) if fixed is not None else spec.n_trials()
     from .search import open_optuna, optuna_name
