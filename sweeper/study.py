@@ -11,8 +11,8 @@
     batches = 1000
 
     [search]
-    kind = "random"             # "grid", "random" or "optuna" (then sampler = "tpe", "gp", "cmaes", "nsga2")
-    configs = 8                 # grid: computed from the space
+    kind = "random"             # "grid", "random", "optuna" (then sampler = "tpe", "gp", "cmaes", "nsga2")
+    configs = 8                 # grid: computed from the space           or "frontier" (see below)
     seed = 0
 
     [[objectives]]              # one or more; more than one is a multi-objective search
@@ -35,6 +35,23 @@
 
     [early_warning]
     enabled = false
+
+Two searches use a fitted stability boundary (`sweeper.analysis`):
+
+    [search]
+    kind = "frontier"           # active learning: a space-filling seed design of `initial` points,
+    configs = 12                # then points near the boundary fitted on the packs finished so far
+    initial = 4                 # (default: 4, at most configs)
+    explore = 0.1               # fraction of points drawn anywhere in the space instead (default 0.1)
+    candidates = 4096           # random candidate points scored per proposal (default 4096)
+
+    [search]
+    kind = "optuna"
+    configs = 32
+    boundary_fit = "fig7_grid"  # a study whose latest stored fit filters proposals, or "self" (refit
+    min_p_stable = 0.5          # on this study's finished members); proposals predicted P(stable) <
+    max_skips = 20              # min_p_stable are told FAIL ("skipped: ...") and not trained; after
+                                # max_skips in a row, the most stable proposal seen is trained
 
 A configuration is one point of the space; it is trained once per seed, and a configuration's seeds
 always stay in the same trial, so `members_per_trial` is a multiple of the number of seeds.
@@ -73,7 +90,7 @@ OBJECTIVE_METRICS = {
 }
 """Metric -> its natural direction (the default when an objective gives none)."""
 DIRECTIONS = ("maximize", "minimize")
-SEARCH_KINDS = ("grid", "random", "optuna")
+SEARCH_KINDS = ("grid", "random", "optuna", "frontier")
 SAMPLERS = ("tpe", "gp", "cmaes", "nsga2")
 """Optuna samplers. `gp` needs Optuna >= 4.4 for more than one objective (logEHVI)."""
 DEFAULT_PREDICTOR = "ratio_rule"
@@ -90,7 +107,10 @@ NAME_RULE = "1-64 characters from A-Z a-z 0-9 _ . -, starting with a letter or d
 TOP_KEYS = ("name", "description", "task", "model", "train", "search", "objectives", "space", "fixed",
             "execution", "early_warning")
 REQUIRED_KEYS = ("name", "task", "search", "objectives", "space")
-SEARCH_KEYS = ("kind", "sampler", "configs", "seed")
+SEARCH_KEYS = ("kind", "sampler", "configs", "seed", "initial", "explore", "candidates", "boundary_fit",
+               "min_p_stable", "max_skips")
+FRONTIER_KEYS = ("initial", "explore", "candidates")
+FILTER_KEYS = ("boundary_fit", "min_p_stable", "max_skips")
 OBJECTIVE_KEYS = ("metric", "direction")
 AXIS_KEYS = ("low", "high", "log", "num", "values")
 EXECUTION_KEYS = ("seeds", "members_per_trial", "cpus", "gpus", "max_failures", "eval_batches", "report_every")
@@ -149,6 +169,18 @@ class Search:
     """Configurations to train (grid: the grid's size)."""
     seed: int
     """Seeds the random draws and the Optuna sampler."""
+    initial: int | None = None
+    """frontier: configurations of the space-filling seed design proposed before any fit."""
+    explore: float | None = None
+    """frontier: fraction of proposals drawn anywhere in the space rather than near the boundary."""
+    candidates: int | None = None
+    """frontier: random candidate points scored per proposal."""
+    boundary_fit: str | None = None
+    """optuna: "self" or a study whose latest stored boundary fit filters the sampler's proposals."""
+    min_p_stable: float | None = None
+    """optuna with boundary_fit: proposals predicted less stable than this are skipped (not trained)."""
+    max_skips: int | None = None
+    """optuna with boundary_fit: skips in a row before the most stable proposal seen is trained anyway."""
 
 
 @dataclass(frozen=True)
@@ -221,8 +253,9 @@ class StudySpec:
         if self.search.kind == "random":
             rng = np.random.default_rng(self.search.seed)
             return [{a.name: _draw(a, rng) for a in self.space} for _ in range(self.search.configs)]
-        raise StudyError("search.kind", "optuna studies have no precomputed points; the sampler proposes them",
-                         self.path or "<study>")
+        raise StudyError("search.kind", f"{self.search.kind} studies have no precomputed points; "
+                         + ("the sampler proposes them" if self.search.kind == "optuna"
+                            else "sweeper.analysis.frontier proposes them"), self.path or "<study>")
 
     def hypers(self, point: Mapping[str, float]) -> list[Hyper]:
         """One member per seed: the fixed values, then the point's, then the seed."""
@@ -247,6 +280,9 @@ class StudySpec:
         search = {"kind": self.search.kind, "configs": self.search.configs, "seed": self.search.seed}
         if self.search.sampler is not None:
             search["sampler"] = self.search.sampler
+        for key in FRONTIER_KEYS + FILTER_KEYS:
+            if getattr(self.search, key) is not None:
+                search[key] = getattr(self.search, key)
         ex, ew = self.execution, self.early_warning
         early = {"enabled": ew.enabled, "predictor": ew.predictor, "shadow_fraction": ew.shadow_fraction,
                  "min_step": ew.min_step, "params": dict(ew.params)}
@@ -457,7 +493,7 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
             raise ConfigError("search.configs", f"missing; a {kind} search needs the number of configurations, "
                               f"an integer in [1, {MAX_CONFIGS}]")
         configs = check_int("search.configs", search_raw["configs"], low=1, high=MAX_CONFIGS)
-    search = Search(kind, sampler, configs, seed)
+    search = Search(kind, sampler, configs, seed, **_search_extras(search_raw, kind, configs, space))
     _check_sampler(search, space, objectives)
 
     execution = _execution(data.get("execution", {}), run)
@@ -478,6 +514,40 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
     return StudySpec(name=name, description=description, path=path, source=source, task=task, model=model,
                      train=train, run=run, fixed=fixed, space=space, search=search, objectives=objectives,
                      execution=execution, early_warning=early)
+
+
+def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple[Axis, ...]) -> dict[str, Any]:
+    """The frontier keys (kind = "frontier") and the boundary-filter keys (kind = "optuna")."""
+    for key in FRONTIER_KEYS:
+        if key in raw and kind != "frontier":
+            raise ConfigError(f"search.{key}", f"applies to kind = \"frontier\" only; this search is {kind!r}")
+    for key in FILTER_KEYS:
+        if key in raw and kind != "optuna":
+            raise ConfigError(f"search.{key}", f"applies to kind = \"optuna\" only; this search is {kind!r}")
+    if kind == "frontier":
+        names = {a.name for a in space}
+        if not {"lr", "plasticity"} <= names:
+            raise ConfigError("space", "a frontier search maps the boundary in the (lr, plasticity) plane: "
+                              "search both [space.lr] and [space.plasticity]")
+        initial = check_int("search.initial", raw.get("initial", min(4, configs)), low=1, high=MAX_CONFIGS)
+        if initial > configs:
+            raise ConfigError("search.initial", f"got {initial}; the seed design cannot exceed configs ({configs})")
+        return {"initial": initial,
+                "explore": check_real("search.explore", raw.get("explore", 0.1), low=0, high=1),
+                "candidates": check_int("search.candidates", raw.get("candidates", 4096), low=16, high=1_000_000)}
+    if kind == "optuna" and "boundary_fit" in raw:
+        fit = raw["boundary_fit"]
+        if not isinstance(fit, str) or not NAME_RE.fullmatch(fit):
+            raise ConfigError("search.boundary_fit", f"got {fit!r}; expected \"self\" or the name of a study with a "
+                              f"stored boundary fit ({NAME_RULE})")
+        return {"boundary_fit": fit,
+                "min_p_stable": check_real("search.min_p_stable", raw.get("min_p_stable", 0.5), low=0, high=1,
+                                           low_open=True, high_open=True),
+                "max_skips": check_int("search.max_skips", raw.get("max_skips", 20), low=0, high=10_000)}
+    for key in ("min_p_stable", "max_skips"):
+        if key in raw:
+            raise ConfigError(f"search.{key}", "applies only with search.boundary_fit")
+    return {}
 
 
 def _objectives(raw: Any) -> tuple[Objective, ...]:

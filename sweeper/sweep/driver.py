@@ -92,7 +92,11 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
         db = open_db(url)
     except StorageError as exc:
         raise StorageError(f"storage (--storage or $SWEEPER_DB): {exc}") from None
-    fixed = None if spec.search.kind == "optuna" else plan_fixed_packs(spec)
+    fixed = plan_fixed_packs(spec) if spec.search.kind in ("grid", "random") else None
+    if spec.search.boundary_fit is not None:
+        from sweeper.analysis.frontier import check_source  # StudyError before anything is written
+
+        check_source(db, spec)
     planned = len(fixed) if fixed is not None else spec.n_trials()
     from .search import open_optuna, optuna_name
 
@@ -164,7 +168,15 @@ def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, pl
 
     from . import store
     from .pack import code_version, train_pack
-    from .search import PackSearcher, ask_point, tell
+    from .search import PackSearcher, ask_point, ask_filtered, tell
+
+    # The frontier proposer and the boundary filter live in sweeper.analysis (they fit the stability
+    # boundary on the finished members); imported lazily, only by the studies that use them.
+    boundary_filter = None
+    if spec.search.boundary_fit is not None:
+        from sweeper.analysis.frontier import BoundaryFilter
+
+        boundary_filter = BoundaryFilter.open(db, spec, handle.id)
 
     def make_pack(number: int):
         if number >= planned:
@@ -179,8 +191,23 @@ def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, pl
         first = number * k
         count = min(k, spec.search.configs - first)
         points = []
+        if spec.search.kind == "frontier":
+            import numpy as np
+
+            from sweeper.analysis.frontier import propose
+
+            proposed = propose(db, spec, handle.id, count, np.random.default_rng([spec.search.seed, number]))
+            for j, p in enumerate(proposed):
+                onum, point = ask_point(ostudy, spec, fixed=p)
+                points.append({"config_index": first + j, "point": point, "optuna": onum})
+            return {"pack": number, "points": points}
+        if boundary_filter is not None:
+            boundary_filter.refresh(db)
         for j in range(count):
-            onum, point = ask_point(ostudy, spec)
+            if boundary_filter is None:
+                onum, point = ask_point(ostudy, spec)
+            else:
+                onum, point = ask_filtered(ostudy, spec, boundary_filter.predict)
             points.append({"config_index": first + j, "point": point, "optuna": onum})
         return {"pack": number, "points": points}
 

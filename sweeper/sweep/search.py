@@ -119,6 +119,25 @@ def ask_point(ostudy, spec, fixed: dict[str, float] | None = None) -> tuple[int,
     return trial.number, _suggest(trial, spec)
 
 
+def ask_filtered(ostudy, spec, predict: Callable[[dict[str, float]], float | None]) -> tuple[int, dict[str, float]]:
+    """`ask_point`, skipping proposals predicted to explode (`[search] boundary_fit`).
+
+    A proposal with predict(point) < search.min_p_stable is not trained: its Optuna trial is told
+    FAIL with the reason "skipped: predicted to explode (P(stable)=...)". After search.max_skips
+    skips in a row, the most stable proposal seen is enqueued and trained."""
+    threshold, best = spec.search.min_p_stable, None
+    for _ in range(spec.search.max_skips):
+        number, point = ask_point(ostudy, spec)
+        p = predict(point)
+        if p is None or p >= threshold:
+            return number, point
+        tell(ostudy, number, {"state": "fail",
+                              "reason": f"skipped: predicted to explode (P(stable)={p:.3g} < {threshold:g})"})
+        if best is None or p > best[0]:
+            best = (p, point)
+    return ask_point(ostudy, spec, fixed=None if best is None else best[1])
+
+
 def tell(ostudy, number: int, verdict: dict) -> None:
     """Tell Optuna one configuration's verdict; a no-op when that trial is already finished."""
     import optuna

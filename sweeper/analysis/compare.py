@@ -1,0 +1,108 @@
+"""How many configurations a study needs to reach a reference study's boundary estimate.
+
+    result = compare_studies(db, "fig7_reversal3_grid_cpu", "fig7_reversal3_frontier_cpu")
+    result["first_inside"], result["stays_inside_from"], result["fraction_of_reference"]
+
+The reference (a full grid) is fitted with its bootstrap intervals; the other study (a frontier
+study) is refitted on its first n configurations, in the order they were proposed (config_index),
+for n = 1, 2, ...: the estimate has reached the reference when its slope lies in the reference's
+slope interval and its intercept in the reference's intercept interval. `first_inside` is the first
+such n; `stays_inside_from` the first n from which every later refit stays inside (the honest count
+when the curve wanders in and out). Counts are configurations (each trained once per seed), as the
+reference's are: a grid of 36 cells is 36 configurations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .boundary import BoundaryError, fit_members, load_members
+
+TARGET_FRACTION = 1 / 3
+"""Issue 4's target: the frontier reaches the grid's estimate with at most a third of its trials."""
+
+
+def compare_studies(db, reference: str, study: str, *, model: str = "logistic", bootstrap: int = 200,
+                    folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    ref_members = load_members(db, reference)
+    ref = fit_members(ref_members, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
+    b = ref["boundary"]
+    if b["slope"] is None or b["slope_ci95"] is None or b["intercept_ci95"] is None:
+        raise BoundaryError(f"reference study {reference!r} has no boundary line with intervals to compare with "
+                            f"({ref['product_hypothesis']['statement']})")
+    members = load_members(db, study)
+    order = np.unique(members.config_index)
+    if order.size == 0 or order[0] < 0:
+        raise BoundaryError(f"study {study!r} has no members with a configuration index")
+    (s_lo, s_hi), (i_lo, i_hi) = b["slope_ci95"], b["intercept_ci95"]
+    curve = []
+    for n in range(1, order.size + 1):
+        keep = members.config_index <= order[n - 1]
+        row: dict[str, Any] = {"configs": n, "members": int(keep.sum()), "slope": None, "intercept": None,
+                               "inside": False}
+        try:
+            fit = fit_members(members.subset(keep), model=model, bootstrap=0, cv=False, seed=seed)["boundary"]
+        except BoundaryError as e:
+            row["why_not"] = str(e).split(";")[0]
+            curve.append(row)
+            continue
+        row["slope"], row["intercept"] = fit["slope"], fit["intercept"]
+        row["inside"] = (fit["slope"] is not None and s_lo <= fit["slope"] <= s_hi
+                         and i_lo <= fit["intercept"] <= i_hi)
+        curve.append(row)
+    inside = [r["inside"] for r in curve]
+    first = next((r["configs"] for r in curve if r["inside"]), None)
+    stays = None
+    if inside and inside[-1]:
+        k = len(inside)
+        while k > 0 and inside[k - 1]:
+            k -= 1
+        stays = curve[k]["configs"]
+    ref_configs = int(np.unique(ref_members.config_index).size)
+    final = fit_members(members, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
+    return {
+        "reference": {"study": reference, "configs": ref_configs, "members": ref["members"]["fitted"],
+                      "slope": b["slope"], "slope_ci95": b["slope_ci95"], "intercept": b["intercept"],
+                      "intercept_ci95": b["intercept_ci95"], "cv": ref["cv"]},
+        "study": {"study": study, "configs": int(order.size), "members": final["members"]["fitted"],
+                  "slope": final["boundary"]["slope"], "slope_ci95": final["boundary"]["slope_ci95"],
+                  "intercept": final["boundary"]["intercept"], "intercept_ci95": final["boundary"]["intercept_ci95"],
+                  "cv": final["cv"]},
+        "model": model,
+        "curve": curve,
+        "first_inside": first,
+        "stays_inside_from": stays,
+        "fraction_of_reference": None if stays is None else stays / ref_configs,
+        "first_inside_fraction": None if first is None else first / ref_configs,
+        "target_fraction": TARGET_FRACTION,
+        "target_met": stays is not None and stays <= TARGET_FRACTION * ref_configs,
+    }
+
+
+def format_comparison(r: dict[str, Any]) -> str:
+    ref, st = r["reference"], r["study"]
+
+    def line(d):
+        s, i = d["slope_ci95"], d["intercept_ci95"]
+        si = f" [{s[0]:.3f}, {s[1]:.3f}]" if s else ""
+        ii = f" [{i[0]:.3f}, {i[1]:.3f}]" if i else ""
+        return (f"{d['study']}: {d['configs']} configurations, {d['members']} members; slope {d['slope']:.3f}{si}, "
+                f"intercept {d['intercept']:.3f}{ii}; CV accuracy {d['cv']['accuracy']:.3f}, AUROC {d['cv']['auroc']:.3f}")
+
+    out = ["reference " + line(ref), "study     " + line(st), "refits on the study's first n configurations:"]
+    for c in r["curve"]:
+        if c["slope"] is None:
+            out.append(f"  n={c['configs']:3d} ({c['members']} members): no fit ({c.get('why_not', 'vertical line')})")
+        else:
+            out.append(f"  n={c['configs']:3d} ({c['members']} members): slope {c['slope']:.3f}, intercept "
+                       f"{c['intercept']:.3f}{'  inside' if c['inside'] else ''}")
+    first, stays = r["first_inside"], r["stays_inside_from"]
+    out.append(f"first inside the reference's intervals at n = {first}" if first else
+               "never inside the reference's intervals")
+    if stays is not None:
+        out.append(f"inside from n = {stays} on: {stays}/{ref['configs']} = {r['fraction_of_reference']:.2f} of the "
+                   f"reference's configurations (target <= {r['target_fraction']:.2f}: "
+                   f"{'met' if r['target_met'] else 'not met'})")
+    return "\n".join(out)
