@@ -1,0 +1,218 @@
+"""The paper's Fig. 6 and Fig. 7 as outputs of a study, as Plotly figures.
+
+    fig7(db, study) -> go.Figure   # members in (log10 lr, log10 plasticity) by outcome, per-cell
+                                   # explosion rates, the fitted boundary (P = 0.5) and a slope -1 line
+    fig6(db, study) -> go.Figure   # grad_ratio and ephemeral / slow gradient norms over training,
+                                   # stable vs exploding members (downsampled)
+    write_figures(db, study, "out/")   # fig6.html, fig7.html (plotly.js inlined: open offline)
+
+Each figure is a pure data function (`fig7_info`, `fig6_info`: plain dicts, tested) and a builder
+(`fig7_figure`, `fig6_figure`). Fig. 7 draws the study's latest stored boundary fit
+(`sweeper boundary STUDY`), else a point-estimate fit made on the spot (not stored), else no line.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .boundary import BoundaryError, fit_members, latest_fit, load_members
+
+STABLE_COLOR = "#1f77b4"  # blue, as in the paper's Fig. 6
+EXPLODED_COLOR = "#8c564b"  # brown
+STOPPED_COLOR = "#ff7f0e"
+MAX_POINTS = 200
+"""Fig. 6: at most this many points per trace (evenly strided)."""
+PER_CLASS = 5
+"""Fig. 6: members drawn per class."""
+JITTER = 0.03
+"""Fig. 7: members of one configuration are spread by this much (log10 units) so seeds are visible."""
+FIG6_METRICS = ("grad_ratio", "grad_eph", "grad_slow")
+
+
+def _finite(values) -> list[float | None]:
+    return [float(v) if v is not None and math.isfinite(v) else None for v in values]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fig. 7
+
+
+def fig7_info(db, study: str, *, seed: int = 0) -> dict[str, Any]:
+    """Members, cells and the boundary line of Fig. 7, in log10 units."""
+    members = load_members(db, study)
+    if members.stable.size == 0:
+        raise BoundaryError(f"study {study!r} has no finished members (stable, exploded or stopped early)")
+    x, y = np.log10(members.hypers["lr"]), np.log10(members.hypers["plasticity"])
+    rng = np.random.default_rng(seed)
+    jx = x + rng.uniform(-JITTER, JITTER, x.size)
+    jy = y + rng.uniform(-JITTER, JITTER, y.size)
+    groups = {}
+    for outcome in ("stable", "exploded", "stopped_early"):
+        at = members.outcome == outcome
+        groups[outcome] = {"x": jx[at].tolist(), "y": jy[at].tolist(), "count": int(at.sum())}
+    fit, source = None, None
+    stored = latest_fit(db, study)
+    if stored is not None:
+        fit, source = stored.payload, f"stored fit {stored.id} ({stored.kind})"
+    else:
+        try:
+            fit, source = fit_members(members, bootstrap=0, cv=False), "fitted now (not stored)"
+        except BoundaryError as e:
+            source = f"no boundary: {e}"
+    line = None
+    if fit is not None and fit["boundary"]["slope"] is not None:
+        b = fit["boundary"]
+        xs = [float(x.min()) - 0.1, float(x.max()) + 0.1]
+        x_mid = float(np.log10(fit["medians"]["lr"]))
+        y_mid = b["slope"] * x_mid + b["intercept"]
+        line = {"x": xs, "y": [b["slope"] * v + b["intercept"] for v in xs], "slope": b["slope"],
+                "intercept": b["intercept"], "slope_ci95": b["slope_ci95"],
+                "product": {"x": xs, "y": [y_mid - (v - x_mid) for v in xs]}}
+    cells = []
+    for lr in np.unique(members.hypers["lr"]):
+        for p in np.unique(members.hypers["plasticity"][members.hypers["lr"] == lr]):
+            at = (members.hypers["lr"] == lr) & (members.hypers["plasticity"] == p)
+            cells.append({"x": float(np.log10(lr)), "y": float(np.log10(p)), "members": int(at.sum()),
+                          "explosion_rate": float((~members.stable[at]).mean())})
+    return {"study": study, "members": groups, "cells": cells, "boundary": line, "boundary_source": source,
+            "y_range": [float(y.min()) - 0.2, float(y.max()) + 0.2]}
+
+
+def fig7_figure(info: dict[str, Any]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    cells = info["cells"]
+    if cells:
+        fig.add_trace(go.Scatter(
+            x=[c["x"] for c in cells], y=[c["y"] for c in cells], mode="markers", name="cell explosion rate",
+            marker={"symbol": "square", "size": 26, "opacity": 0.35, "color": [c["explosion_rate"] for c in cells],
+                    "colorscale": [[0, STABLE_COLOR], [1, EXPLODED_COLOR]], "cmin": 0, "cmax": 1,
+                    "colorbar": {"title": "explosion rate"}},
+            text=[f"{c['members']} members, explosion rate {c['explosion_rate']:.2f}" for c in cells],
+            hoverinfo="text"))
+    colors = {"stable": STABLE_COLOR, "exploded": EXPLODED_COLOR, "stopped_early": STOPPED_COLOR}
+    for outcome, g in info["members"].items():
+        if g["count"]:
+            fig.add_trace(go.Scatter(x=g["x"], y=g["y"], mode="markers", name=f"{outcome} ({g['count']})",
+                                     marker={"size": 6, "color": colors[outcome],
+                                             "symbol": "circle" if outcome == "stable" else "x"}))
+    line = info["boundary"]
+    if line is not None:
+        ci = line["slope_ci95"]
+        label = f"boundary P=0.5: slope {line['slope']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        fig.add_trace(go.Scatter(x=line["x"], y=line["y"], mode="lines", name=label,
+                                 line={"color": "black", "width": 2}))
+        fig.add_trace(go.Scatter(x=line["product"]["x"], y=line["product"]["y"], mode="lines",
+                                 name="slope -1 (lr * plasticity) through it", line={"color": "gray", "dash": "dash"}))
+    fig.update_layout(title=f"Fig. 7 - {info['study']}: stability over base LR x plasticity ({info['boundary_source']})",
+                      xaxis_title="log10 base learning rate", yaxis_title="log10 plasticity",
+                      yaxis_range=info["y_range"], template="plotly_white", legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def fig7(db, study: str):
+    """Fig. 7 of the study: a `plotly.graph_objects.Figure`."""
+    return fig7_figure(fig7_info(db, study))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fig. 6
+
+
+def fig6_info(db, study: str, *, per_class: int = PER_CLASS, max_points: int = MAX_POINTS) -> dict[str, Any]:
+    """Traces of Fig. 6: up to `per_class` stable members (the highest lr * plasticity, nearest the
+    boundary) and exploding ones (the latest explosions, the longest traces), downsampled."""
+    import sqlalchemy as sa
+
+    from sweeper.db import Member, MemberMetric, Outcome, Study
+
+    with db.read_session() as s:
+        study_id = s.scalar(sa.select(Study.id).where(Study.name == study))
+        if study_id is None:
+            from .boundary import _unknown_study
+
+            _unknown_study(db, study)
+        has_trace = sa.exists().where(MemberMetric.member_id == Member.id, MemberMetric.grad_ratio.is_not(None))
+        base = sa.select(Member.id, Member.lr, Member.plasticity, Member.seed, Member.explode_step).where(
+            Member.study_id == study_id, has_trace)
+        stable = s.execute(base.where(Member.outcome == Outcome.STABLE)
+                           .order_by((Member.lr * Member.plasticity).desc(), Member.id).limit(per_class)).all()
+        exploded = s.execute(base.where(Member.outcome == Outcome.EXPLODED)
+                             .order_by(Member.explode_step.desc(), Member.id).limit(per_class)).all()
+        chosen = [("stable", m) for m in stable] + [("exploded", m) for m in exploded]
+        ids = [m.id for _, m in chosen]
+        rows = s.execute(sa.select(MemberMetric.member_id, MemberMetric.step,
+                                   *(getattr(MemberMetric, k) for k in FIG6_METRICS))
+                         .where(MemberMetric.member_id.in_(ids), MemberMetric.grad_ratio.is_not(None))
+                         .order_by(MemberMetric.member_id, MemberMetric.step)).all()
+    by_member: dict[int, list] = {i: [] for i in ids}
+    for r in rows:
+        by_member[r.member_id].append(r)
+    traces = []
+    for outcome, m in chosen:
+        series = by_member[m.id]
+        stride = max(1, math.ceil(len(series) / max_points))
+        series = series[::stride]
+        traces.append({"outcome": outcome, "member_id": m.id, "lr": m.lr, "plasticity": m.plasticity,
+                       "seed": m.seed, "explode_step": m.explode_step, "step": [r.step for r in series],
+                       **{k: _finite(getattr(r, k) for r in series) for k in FIG6_METRICS}})
+    if not traces:
+        raise BoundaryError(f"study {study!r} has no stable or exploded member with gradient-norm metrics")
+    return {"study": study, "traces": traces}
+
+
+def fig6_figure(info: dict[str, Any]):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    titles = ("ephemeral / slow gradient-norm ratio", "ephemeral gradient norm", "slow gradient norm")
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06)
+    shown = set()
+    for t in info["traces"]:
+        color = STABLE_COLOR if t["outcome"] == "stable" else EXPLODED_COLOR
+        name = (f"{t['outcome']}: lr {t['lr']:.3g}, plasticity {t['plasticity']:.3g}, seed {t['seed']}"
+                + (f", exploded at {t['explode_step']}" if t["explode_step"] is not None else ""))
+        for row, metric in enumerate(FIG6_METRICS, start=1):
+            fig.add_trace(go.Scatter(x=t["step"], y=t[metric], mode="lines", name=name, legendgroup=name,
+                                     showlegend=row == 1, line={"color": color, "width": 1.2}, opacity=0.8),
+                          row=row, col=1)
+        shown.add(t["outcome"])
+    for row in (1, 2, 3):
+        fig.update_yaxes(type="log", row=row, col=1)
+    fig.update_xaxes(title_text="training batch", row=3, col=1)
+    fig.update_layout(title=f"Fig. 6 - {info['study']}: gradient norms, stable (blue) vs exploding (brown)",
+                      template="plotly_white", height=900)
+    return fig
+
+
+def fig6(db, study: str):
+    """Fig. 6 of the study: a `plotly.graph_objects.Figure`."""
+    return fig6_figure(fig6_info(db, study))
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def write_figures(db, study: str, directory: str | Path) -> list[str]:
+    """Write fig6.html and fig7.html (plotly.js inlined) into `directory`; PNGs too when kaleido is
+    installed. Returns the paths written."""
+    import importlib.util
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    png = importlib.util.find_spec("kaleido") is not None
+    written = []
+    for name, build in (("fig6", fig6), ("fig7", fig7)):
+        figure = build(db, study)
+        path = out / f"{name}.html"
+        figure.write_html(path, include_plotlyjs=True)
+        written.append(str(path))
+        if png:
+            figure.write_image(out / f"{name}.png")
+            written.append(str(out / f"{name}.png"))
+    return written
