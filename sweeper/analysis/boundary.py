@@ -270,7 +270,9 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    lo = 0.0 if k == 0 else max(0.0, center - half)  # exact ends: no 5e-17 from rounding
+    hi = 1.0 if k == n else min(1.0, center + half)
+    return lo, hi
 
 
 def _cells(members: Members) -> list[dict]:
