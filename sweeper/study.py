@@ -51,7 +51,8 @@ Two searches use a fitted stability boundary (`sweeper.analysis`):
     boundary_fit = "fig7_grid"  # a study whose latest stored fit filters proposals, or "self" (refit
     min_p_stable = 0.5          # on this study's finished members); proposals predicted P(stable) <
     max_skips = 20              # min_p_stable are told FAIL ("skipped: ...") and not trained; after
-                                # max_skips in a row, the most stable proposal seen is trained
+                                # max_skips in a row, the most stable proposal seen is moved onto
+                                # the predicted-stable side (within bounds) and trained
 
 A configuration is one point of the space; it is trained once per seed, and a configuration's seeds
 always stay in the same trial, so `members_per_trial` is a multiple of the number of seeds.

@@ -514,3 +514,21 @@ def test_frontier_study_end_to_end(tmp_path: Path):
     assert len({(p["point"]["lr"], p["point"]["plasticity"]) for p in points}) == 8
     assert all(p["optuna"] is not None for p in points)
     db.dispose()
+
+
+def test_boundary_filter_repairs_a_proposal_onto_the_stable_side(grid_study):
+    from sweeper.analysis.frontier import BoundaryFilter
+
+    fit_boundary(grid_study, "grid", bootstrap=0)
+    spec = parse_study(study_text('kind = "optuna"\nconfigs = 4\nboundary_fit = "grid"\nmin_p_stable = 0.6'))
+    flt = BoundaryFilter.open(grid_study, spec, study_id=0)
+    point = {"lr": 0.05, "plasticity": 5000.0}  # deep in the exploding corner
+    assert flt.predict(point) < 0.1
+    moved = flt.repair(point)
+    assert 0.6 <= flt.predict(moved) < 0.7  # just across, not to the far corner
+    assert 1e-3 <= moved["lr"] <= 1e-1 and 10 <= moved["plasticity"] <= 1e4
+    missing = parse_study(study_text('kind = "optuna"\nconfigs = 4\nboundary_fit = "nofit"'))
+    from sweeper.analysis.frontier import check_source
+
+    with pytest.raises(StudyError, match="no study named 'nofit'"):
+        check_source(grid_study, missing)

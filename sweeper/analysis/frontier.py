@@ -21,9 +21,10 @@ configurations far from the boundary, where every seed gives the same answer. He
 **Optuna filter.** With `[search] boundary_fit`, a proposal of the sampler whose predicted
 P(stable) is below `min_p_stable` is not trained: the driver tells that Optuna trial FAIL with the
 reason "skipped: predicted to explode (P(stable)=...)" and asks again, at most `max_skips` times in
-a row; then the most stable proposal seen is trained. Skipped proposals are Optuna trials only, never
-members. `boundary_fit = "self"` refits on this study's finished members at every pack; a study name
-uses that study's latest stored fit.
+a row; then the most stable proposal seen, moved along the fit's gradient until it is predicted
+stable (`BoundaryFilter.repair`, within the space's bounds), is trained. Skipped proposals are
+Optuna trials only, never members. `boundary_fit = "self"` refits on this study's finished members
+at every pack; a study name uses that study's latest stored fit.
 
 Hyperparameters a study does not search are given to the fit at the study's own values
 (`[fixed]`, else `Hyper`'s defaults), not at the fitted study's medians.
@@ -196,6 +197,40 @@ class BoundaryFilter:
         if self.payload is None:
             return None
         return float(p_stable(self.payload, {**study_values(self.spec), **point}))
+
+    def repair(self, point: dict[str, float]) -> dict[str, float] | None:
+        """The nearest point (in the space's unit cube, along the fit's gradient, within bounds) whose
+        P(stable) reaches min_p_stable; None if there is none on that path. Listed-value axes stay."""
+        if self.payload is None:
+            return None
+        spec, threshold = self.spec, self.spec.search.min_p_stable
+        movable = np.array([a.values is None for a in spec.space])
+        if not movable.any():
+            return None
+        fixed = study_values(spec)
+
+        def p_at(u: np.ndarray) -> np.ndarray:  # (M, D) unit coordinates -> (M,) P(stable)
+            pts = _to_point(spec, np.clip(u, 0.0, 1.0 - 1e-12))
+            for q in pts:
+                q.update({a.name: point[a.name] for a in spec.space if a.values is not None})
+            return p_stable(self.payload, {**fixed, **{a.name: np.array([q[a.name] for q in pts]) for a in spec.space}})
+
+        u0 = _to_unit(spec, [point])[0]
+        eps = 1e-3
+        probe = np.repeat(u0[None, :], movable.sum(), axis=0)
+        probe[np.arange(movable.sum()), np.flatnonzero(movable)] += eps
+        grad = np.zeros_like(u0)
+        grad[movable] = (p_at(probe) - p_at(u0[None, :])[0]) / eps
+        if not np.any(grad):
+            return None
+        steps = np.linspace(0.0, 2.0, 201)[1:, None] * grad / np.linalg.norm(grad)  # (200, D)
+        p = p_at(u0[None, :] + steps)
+        ok = np.flatnonzero(p >= threshold)
+        if ok.size == 0:
+            return None
+        moved = _to_point(spec, np.clip(u0[None, :] + steps[ok[0]], 0.0, 1.0 - 1e-12))[0]
+        moved.update({a.name: point[a.name] for a in spec.space if a.values is not None})
+        return moved
 
 
 def _check_features(payload: dict, spec) -> None:

@@ -57,6 +57,8 @@ def plan_fixed_packs(spec) -> list[list[dict]]:
 
 def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None) -> bool:
     """Connect to `address`, or start a private local Ray bound to loopback. True if we started it."""
+    if not address:
+        loopback_only()
     import ray
 
     if ray.is_initialized():
@@ -71,9 +73,29 @@ def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None) -
     return True
 
 
+def loopback_only() -> None:
+    """Make the next Ray this process starts listen on 127.0.0.1 only. Call before `import ray`.
+
+    On Linux Ray 2.60 rewrites node IP 127.0.0.1 into the host's routable address and its gRPC
+    servers (GCS, raylet, workers) then listen on every interface; the runtime-env agent listens on
+    the routable address. Ray keeps loopback only where it believes clusters are off, which this
+    (oddly named) switch says; it is read once when Ray is imported. It also makes `ray start
+    --address` refuse to join, which a private single-node Ray never does.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def submit(path: str, *, storage: str | None = None, address: str | None = None, num_cpus: int | None = None,
-           progress: bool = True, max_packs: int | None = None, out=sys.stderr) -> SubmitResult:
-    """Run (or resume) the study in `path`. `max_packs` caps the packs this call starts (for tests)."""
+           progress: bool = True, max_packs: int | None = None, out=sys.stderr,
+           tune_storage: str | None = None) -> SubmitResult:
+    """Run (or resume) the study in `path`. `max_packs` caps the packs this call starts (for tests).
+
+    `tune_storage`: Ray Tune's experiment directory (default $SWEEPER_TUNE_STORAGE, else a temporary
+    directory on this machine). On a cluster of several hosts it must be shared storage that every
+    node can write (NFS path or s3://...): Ray Tune refuses to run a trial on a node that cannot see it.
+    """
+    if not address:
+        loopback_only()  # before anything below imports ray
     from sweeper.db import StorageError, default_url, open_db, parse_url, upgrade
     from sweeper.study import load_study
 
@@ -119,7 +141,7 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
         if budget > 0:
             ray_started = start_ray(address, num_cpus, 1 if spec.execution.gpus > 0 and not address else None)
             _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, planned, fixed,
-                      budget, tracker, progress, out)
+                      budget, tracker, progress, out, tune_storage=tune_storage)
         rows = store.packs(db, handle.id)
         done = [r for r in rows if r.status in store.FINAL]
         if len(done) >= planned:
@@ -161,7 +183,7 @@ def _reconcile(db, study_id, ostudy, spec, tracker) -> list[dict]:
 
 
 def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, planned, fixed, budget,
-              tracker, progress, out) -> None:
+              tracker, progress, out, tune_storage=None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own console table: we draw our own bar
     import ray
     from ray import tune
@@ -207,7 +229,7 @@ def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, pl
             if boundary_filter is None:
                 onum, point = ask_point(ostudy, spec)
             else:
-                onum, point = ask_filtered(ostudy, spec, boundary_filter.predict)
+                onum, point = ask_filtered(ostudy, spec, boundary_filter.predict, boundary_filter.repair)
             points.append({"config_index": first + j, "point": point, "optuna": onum})
         return {"pack": number, "points": points}
 
@@ -249,7 +271,7 @@ def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, pl
         tune.with_parameters(train_pack, source=spec.source, path=str(path), storage_url=url_text,
                              study_id=handle.id, version=code_version()),
         {"cpu": cpus, "gpu": spec.execution.gpus})
-    tune_dir = tempfile.mkdtemp(prefix="sweeper-tune-")
+    tune_dir = tune_storage or os.environ.get("SWEEPER_TUNE_STORAGE") or tempfile.mkdtemp(prefix="sweeper-tune-")
     bar = _Bar(tracker, planned, progress, out)
     tuner = tune.Tuner(
         trainable,

@@ -119,12 +119,15 @@ def ask_point(ostudy, spec, fixed: dict[str, float] | None = None) -> tuple[int,
     return trial.number, _suggest(trial, spec)
 
 
-def ask_filtered(ostudy, spec, predict: Callable[[dict[str, float]], float | None]) -> tuple[int, dict[str, float]]:
+def ask_filtered(ostudy, spec, predict: Callable[[dict[str, float]], float | None],
+                 repair: Callable[[dict[str, float]], dict[str, float] | None] | None = None,
+                 ) -> tuple[int, dict[str, float]]:
     """`ask_point`, skipping proposals predicted to explode (`[search] boundary_fit`).
 
     A proposal with predict(point) < search.min_p_stable is not trained: its Optuna trial is told
     FAIL with the reason "skipped: predicted to explode (P(stable)=...)". After search.max_skips
-    skips in a row, the most stable proposal seen is enqueued and trained."""
+    skips in a row, the most stable proposal seen, moved onto the stable side by `repair` when it can
+    be, is enqueued (a new Optuna trial recording exactly what is trained) and trained."""
     threshold, best = spec.search.min_p_stable, None
     for _ in range(spec.search.max_skips):
         number, point = ask_point(ostudy, spec)
@@ -135,7 +138,10 @@ def ask_filtered(ostudy, spec, predict: Callable[[dict[str, float]], float | Non
                               "reason": f"skipped: predicted to explode (P(stable)={p:.3g} < {threshold:g})"})
         if best is None or p > best[0]:
             best = (p, point)
-    return ask_point(ostudy, spec, fixed=None if best is None else best[1])
+    if best is None:
+        return ask_point(ostudy, spec)
+    moved = repair(best[1]) if repair is not None else None
+    return ask_point(ostudy, spec, fixed=moved or best[1])
 
 
 def tell(ostudy, number: int, verdict: dict) -> None:
