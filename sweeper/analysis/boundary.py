@@ -418,6 +418,15 @@ def fit_members(members: Members, *, model: str = "logistic", bootstrap: int = 2
         "cells": _cells(members),
         "seed": seed,
     }
+    # The headline numbers as flat scalars (what a table shows); keys without a value are left out.
+    headline = {"slope": payload["boundary"]["slope"], "intercept": payload["boundary"]["intercept"],
+                "slope_ci95_low": (slope_ci or [None])[0], "slope_ci95_high": (slope_ci or [None, None])[1],
+                "intercept_ci95_low": (intercept_ci or [None])[0],
+                "intercept_ci95_high": (intercept_ci or [None, None])[1],
+                "consistent_with_slope_minus_1": consistent,
+                "cv_accuracy": None if cv_report is None else cv_report["accuracy"],
+                "cv_auroc": None if cv_report is None else cv_report["auroc"], "members": int(y.size)}
+    payload["summary"] = {k: v for k, v in headline.items() if v is not None}
     return _strict(payload)
 
 
