@@ -146,7 +146,8 @@ def cmd_submit(args) -> int:
     from .sweep.driver import format_result, submit
 
     result = submit(args.study, storage=args.storage, address=args.address, num_cpus=args.num_cpus,
-                    progress=not args.json and not args.no_progress, max_packs=args.max_trials)
+                    progress=not args.json and not args.no_progress, max_packs=args.max_trials,
+                    tune_storage=args.tune_storage)
     if args.json:
         from dataclasses import asdict
 
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="an existing Ray cluster (e.g. auto, or HOST:PORT); default: a private local Ray")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--max-trials", type=int, help="start at most this many Ray trials now (the rest on resubmit)")
+    p.add_argument("--tune-storage", metavar="PATH",
+                   help="Ray Tune's experiment directory; on a multi-host cluster a path every node shares "
+                        "(default: $SWEEPER_TUNE_STORAGE, else a temporary directory here)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_submit)
@@ -202,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands_db = None
     if commands_db is not None:
         commands_db.register(sub)
+    from . import commands_plan
+
+    commands_plan.register(sub)
     from . import commands_warn
 
     commands_warn.register(sub)
