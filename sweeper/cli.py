@@ -143,6 +143,10 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_submit(args) -> int:
+    if not args.address:
+        from .cluster import loopback_only
+
+        loopback_only()  # the private Ray stays on 127.0.0.1; must precede importing ray (the driver does)
     from .sweep.driver import format_result, submit
 
     result = submit(args.study, storage=args.storage, address=args.address, num_cpus=args.num_cpus,

@@ -35,6 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def loopback_only() -> None:
+    """Make the Ray this process starts next listen on 127.0.0.1 only. Call it before `import ray`.
+
+    On Linux Ray 2.60 rewrites node IP 127.0.0.1 into the host's routable address, and its gRPC
+    servers (GCS, raylet, workers) then listen on every interface, the runtime-env agent on the
+    routable address. Ray keeps everything on 127.0.0.1 only where it believes clusters are off,
+    which this (oddly named) switch says; Ray reads it once, on import. Children inherit it, and
+    `ray start --address` then refuses to join a cluster: call it only for a private single-node Ray.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

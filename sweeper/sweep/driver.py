@@ -57,8 +57,6 @@ def plan_fixed_packs(spec) -> list[list[dict]]:
 
 def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None) -> bool:
     """Connect to `address`, or start a private local Ray bound to loopback. True if we started it."""
-    if not address:
-        loopback_only()
     import ray
 
     if ray.is_initialized():
@@ -69,20 +67,14 @@ def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None) -
         return True
     # address="local": never attach to some other cluster by accident. Loopback only: a Ray head
     # accepts code from anyone who can reach it.
+    # Ray itself turns 127.0.0.1 into the routable address unless sweeper.cluster.loopback_only() ran
+    # before Ray was imported (`sweeper submit` does it); say so rather than listen on the network quietly.
     ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address="127.0.0.1", **quiet)
+    if not ray.util.get_node_ip_address().startswith("127."):
+        logging.getLogger(__name__).warning(
+            "the local Ray listens on %s, not only on loopback: call sweeper.cluster.loopback_only() "
+            "before importing ray (or set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)", ray.util.get_node_ip_address())
     return True
-
-
-def loopback_only() -> None:
-    """Make the next Ray this process starts listen on 127.0.0.1 only. Call before `import ray`.
-
-    On Linux Ray 2.60 rewrites node IP 127.0.0.1 into the host's routable address and its gRPC
-    servers (GCS, raylet, workers) then listen on every interface; the runtime-env agent listens on
-    the routable address. Ray keeps loopback only where it believes clusters are off, which this
-    (oddly named) switch says; it is read once when Ray is imported. It also makes `ray start
-    --address` refuse to join, which a private single-node Ray never does.
-    """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def submit(path: str, *, storage: str | None = None, address: str | None = None, num_cpus: int | None = None,
@@ -94,8 +86,6 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
     directory on this machine). On a cluster of several hosts it must be shared storage that every
     node can write (NFS path or s3://...): Ray Tune refuses to run a trial on a node that cannot see it.
     """
-    if not address:
-        loopback_only()  # before anything below imports ray
     from sweeper.db import StorageError, default_url, open_db, parse_url, upgrade
     from sweeper.study import load_study
 
