@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from collections.abc import Callable
+
+from sweeper.commands_db import _fail, _open  # the one error line and storage default of the CLI
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,11 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_figures)
 
 
-def _fail(field: str, message: str) -> int:
-    print(f"sweeper: error: {field}: {message}", file=sys.stderr)
-    return 2
-
-
 def _reports_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
@@ -67,12 +64,6 @@ def _reports_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[a
         except BoundaryError as e:
             return _fail(args.command, str(e))
     return run
-
-
-def _open(args: argparse.Namespace):
-    from sweeper.db import default_url, open_db
-
-    return open_db(args.storage or default_url())
 
 
 @_reports_errors
