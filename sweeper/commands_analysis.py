@@ -15,10 +15,8 @@ and Fig. 7 as offline HTML files (`sweeper.analysis.figures`). Errors print
 from __future__ import annotations
 
 import argparse
-import functools
-from collections.abc import Callable
 
-from sweeper.commands_db import _fail, _open  # the one error line and storage default of the CLI
+from sweeper.commands_db import _fail, _open, reports_errors  # the CLI's one error line and storage default
 
 
 
@@ -51,22 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_figures)
 
 
-def _reports_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        from sweeper.analysis.boundary import BoundaryError
-        from sweeper.db import StorageError
+def _errors():
+    from sweeper.analysis.boundary import BoundaryError
+    from sweeper.db import StorageError
 
-        try:
-            return command(args)
-        except StorageError as e:
-            return _fail("--storage", str(e))
-        except BoundaryError as e:
-            return _fail(args.command, str(e))
-    return run
+    return ((StorageError, "--storage"),
+            (BoundaryError, lambda args, e: args.command))
 
 
-@_reports_errors
+@reports_errors(_errors)
 def cmd_boundary(args: argparse.Namespace) -> int:
     from sweeper.commands_db import to_json
 
@@ -137,7 +128,7 @@ def _compare(args: argparse.Namespace, reference: str, study: str) -> int:
     return 0
 
 
-@_reports_errors
+@reports_errors(_errors)
 def cmd_figures(args: argparse.Namespace) -> int:
     from sweeper.analysis.figures import write_figures
 

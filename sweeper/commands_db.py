@@ -80,23 +80,39 @@ def _fail(field: str, message: str) -> int:
     return 2
 
 
-def _reports_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        from sweeper.db import QueryError, StorageError
-        from sweeper.db.queries import StudyNotFound
+Command = Callable[[argparse.Namespace], int]
+Field = str | Callable[[argparse.Namespace, Exception], str]
 
-        try:
-            return command(args)
-        except QueryError as e:  # QueryRefused included: nothing ran
-            return _fail("query", str(e))
-        except StorageError as e:
-            return _fail("--storage", str(e))
-        except StudyNotFound as e:
-            return _fail("study", e.args[0])
-        except OSError as e:
-            return _fail("--output", str(e))
-    return run
+
+def reports_errors(errors: Callable[[], Sequence[tuple[type[Exception], Field]]]) -> Callable[[Command], Command]:
+    """Decorate a command so that the exceptions listed by `errors()` print the one error line, exit 2.
+
+    `errors()` gives (exception type, field) pairs; the first type the exception is an instance of wins,
+    as in a chain of `except` clauses. A field is the name to print, or a function of (args, exception)
+    that gives it. `errors` is called only when the command runs, so the modules defining the exceptions
+    (and the sqlalchemy, torch or sklearn behind them) are not imported with `sweeper.cli`.
+    """
+    def decorate(command: Command) -> Command:
+        @functools.wraps(command)
+        def run(args: argparse.Namespace) -> int:
+            table = errors()
+            try:
+                return command(args)
+            except tuple(kind for kind, _ in table) as e:
+                field = next(f for kind, f in table if isinstance(e, kind))
+                return _fail(field if isinstance(field, str) else field(args, e), str(e))
+        return run
+    return decorate
+
+
+def _errors():
+    from sweeper.db import QueryError, StorageError
+    from sweeper.db.queries import StudyNotFound
+
+    return ((QueryError, "query"),  # QueryRefused included: nothing ran; before StorageError, its base
+            (StorageError, "--storage"),
+            (StudyNotFound, "study"),
+            (OSError, "--output"))
 
 
 def _open(args: argparse.Namespace):
@@ -109,7 +125,7 @@ def _open(args: argparse.Namespace):
 # Commands
 
 
-@_reports_errors
+@reports_errors(_errors)
 def cmd_status(args: argparse.Namespace) -> int:
     from sweeper.db.queries import study_progress
 
@@ -153,7 +169,7 @@ def _driver_gone(heartbeat_at) -> bool:
     return (dt.datetime.now(dt.timezone.utc) - heartbeat_at).total_seconds() > LEASE_STALE_S
 
 
-@_reports_errors
+@reports_errors(_errors)
 def cmd_trials(args: argparse.Namespace) -> int:
     from sweeper.db.queries import member_rows, parse_filter
 
@@ -180,7 +196,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
+@reports_errors(_errors)
 def cmd_query(args: argparse.Namespace) -> int:
     from sweeper.db import SCHEMA_REVISION, StorageError, default_url, parse_url, run_readonly_query
     from sweeper.db.engine import safe_url
@@ -204,7 +220,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
+@reports_errors(_errors)
 def cmd_export(args: argparse.Namespace) -> int:
     from sweeper.db.queries import export_study
 

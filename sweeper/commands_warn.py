@@ -12,10 +12,8 @@ The work is done by `sweeper.warn.fit` and `sweeper.warn.evaluate`. Errors print
 from __future__ import annotations
 
 import argparse
-import functools
-from collections.abc import Callable
 
-from sweeper.commands_db import _fail, _open  # the one error line and storage default of the CLI
+from sweeper.commands_db import _fail, _open, reports_errors  # the CLI's one error line and storage default
 
 
 
@@ -54,32 +52,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _reports_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> int:
-        from sweeper.config import ConfigError
-        from sweeper.db import StorageError
-        from sweeper.db.queries import StudyNotFound
-        from sweeper.warn.evaluate import EvalError
-        from sweeper.warn.fit import FitError
-        from sweeper.warn.predictors import PredictorError
+def _errors():
+    from sweeper.config import ConfigError
+    from sweeper.db import StorageError
+    from sweeper.db.queries import StudyNotFound
+    from sweeper.warn.evaluate import EvalError
+    from sweeper.warn.fit import FitError
+    from sweeper.warn.predictors import PredictorError
 
-        try:
-            return command(args)
-        except StorageError as e:
-            return _fail("--storage", str(e))
-        except StudyNotFound as e:
-            return _fail("study", e.args[0])
-        except PredictorError as e:
-            return _fail("--predictor", str(e))
-        except (EvalError, FitError) as e:
-            return _fail(args.warn_command, str(e))
-        except ConfigError as e:
-            return _fail(e.field, str(e))
-    return run
+    return ((StorageError, "--storage"),
+            (StudyNotFound, "study"),
+            (PredictorError, "--predictor"),
+            (EvalError, lambda args, e: args.warn_command),
+            (FitError, lambda args, e: args.warn_command),
+            (ConfigError, lambda args, e: e.field))
 
 
-@_reports_errors
+@reports_errors(_errors)
 def cmd_fit(args: argparse.Namespace) -> int:
     from sweeper.commands_db import to_json
     from sweeper.warn.fit import fit_predictor
@@ -102,7 +91,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
+@reports_errors(_errors)
 def cmd_eval(args: argparse.Namespace) -> int:
     from sweeper.commands_db import format_table, to_json
     from sweeper.warn.evaluate import evaluate
