@@ -13,9 +13,10 @@ import sys
 import time
 
 import pytest
-from sweep_helpers import check_study_consistent, rows, write_study
+from sweep_helpers import assert_study_sound
 
 from sweeper.cluster import LocalCluster
+from sweeper.sweep.drill import rows, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,7 @@ def test_study_on_two_nodes_lands_every_trial_once(cluster, pg_url, tmp_path):
     seen = watch(proc, cluster, pg_url)
     out = finish(proc)
     assert proc.returncode == 0, out
-    check_study_consistent(pg_url, "cluster", configs=6, seeds=2)
+    assert_study_sound(pg_url, "cluster", configs=6, seeds=2)
     assert rows(pg_url, "SELECT max(attempts) FROM sw_trials") == [(1,)]
     assert seen == {"head", "node1"}, seen  # packs ran on both nodes
 
@@ -115,6 +116,6 @@ def test_killed_worker_node_trials_are_rescheduled(cluster, pg_url, tmp_path):
     assert not worker.alive()
     assert proc.returncode == 0, out
     # the killed pack ran again (on the head) under the same number; nothing lost, duplicated or RUNNING
-    check_study_consistent(pg_url, "nodekill", configs=6, seeds=2)
+    assert_study_sound(pg_url, "nodekill", configs=6, seeds=2)
     for number in killed:
         assert rows(pg_url, "SELECT status, attempts FROM sw_trials WHERE number = :n", n=number) == [("COMPLETE", 2)]

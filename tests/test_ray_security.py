@@ -16,7 +16,9 @@ import sys
 import time
 
 import pytest
-from sweep_helpers import wait_for, write_study
+from sweep_helpers import wait_for
+
+from sweeper.sweep.drill import write_study
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-from sweep_helpers import (GRID_SPACE, RANGE_SPACE, TINY, check_study_consistent,  # noqa: F401
-                           rows, wait_for, write_study)
+from sweep_helpers import RANGE_SPACE, assert_study_sound, wait_for
+
+from sweeper.sweep.drill import rows, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def test_grid_study_runs_every_configuration_once(local_ray, db_url, tmp_path):
     path = write_study(tmp_path, "grid", batches=60)
     result = submit(str(path), storage=db_url, progress=False)
     assert result.status == "COMPLETE" and result.planned == 3 and result.ran == 3
-    check_study_consistent(db_url, "grid", configs=6, seeds=2)
+    assert_study_sound(db_url, "grid", configs=6, seeds=2)
     # lr 0.1 x plasticity 1e6 explodes on this budget; its Optuna trial is never a COMPLETE best.
     assert rows(db_url, "SELECT count(*) FROM sw_member_metrics") [0][0] > 0
     again = submit(str(path), storage=db_url, progress=False)
@@ -56,7 +57,7 @@ def test_optuna_study_asks_one_trial_per_configuration(local_ray, tmp_path):
                        seeds=1, per_trial=2)
     result = submit(str(path), storage=url, progress=False)
     assert result.status == "COMPLETE" and result.planned == 3
-    check_study_consistent(url, "tpe", configs=5, seeds=1)
+    assert_study_sound(url, "tpe", configs=5, seeds=1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def test_driver_sigkill_then_resubmit_loses_and_duplicates_nothing(tmp_path):
     r = sweeper("submit", str(path), "--storage", url, "--no-progress")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "(resumed)" in r.stdout
-    check_study_consistent(url, "killed", configs=6, seeds=2)
+    assert_study_sound(url, "killed", configs=6, seeds=2)
     attempts = rows(url, "SELECT max(attempts) FROM sw_trials")[0][0]
     assert attempts >= 2  # the interrupted packs ran again, under the same numbers
 
@@ -141,7 +142,7 @@ def test_ctrl_c_leaves_nothing_running_and_resumes(tmp_path):
     assert rows(url, "SELECT count(*) FROM sw_trials WHERE status = 'RUNNING'") == [(0,)]
     r = sweeper("submit", str(path), "--storage", url, "--no-progress")
     assert r.returncode == 0, r.stdout + r.stderr
-    check_study_consistent(url, "ctrlc", configs=6, seeds=2)
+    assert_study_sound(url, "ctrlc", configs=6, seeds=2)
 
 
 @pytest.mark.parametrize("max_failures", [1, 0])
@@ -158,11 +159,11 @@ def test_killed_worker_is_retried_or_failed_and_the_study_finishes(tmp_path, max
     trial = rows(url, "SELECT status, attempts FROM sw_trials WHERE number = 0")[0]
     if max_failures:
         assert trial == ("COMPLETE", 2)
-        check_study_consistent(url, "worker", configs=6, seeds=2)
+        assert_study_sound(url, "worker", configs=6, seeds=2)
     else:
         assert trial[0] == "FAILED"
         # its members are recorded as failed, not dropped; Optuna hears FAIL for its configurations
-        check_study_consistent(url, "worker", configs=6, seeds=2)
+        assert_study_sound(url, "worker", configs=6, seeds=2)
         failed = rows(url, "SELECT count(*) FROM sw_members m JOIN sw_trials t ON t.id = m.trial_id "
                            "WHERE t.number = 0 AND m.outcome = 'failed'")
         assert failed == [(4,)]
@@ -174,8 +175,8 @@ def test_two_studies_at_once_into_one_database(db_url, tmp_path):
     procs = [start("submit", str(p), "--storage", db_url, "--num-cpus", "1") for p in (a, b)]
     outs = [cleanup(p) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    check_study_consistent(db_url, "first", configs=6, seeds=2)
-    check_study_consistent(db_url, "second", configs=6, seeds=2)
+    assert_study_sound(db_url, "first", configs=6, seeds=2)
+    assert_study_sound(db_url, "second", configs=6, seeds=2)
 
 
 def test_early_warning_stops_members_in_the_engine_and_optuna_prunes_them(local_ray, tmp_path):
@@ -199,5 +200,5 @@ min_step = 20
     assert len(members) == 12
     assert all(o == "stopped_early" and s == 20 and d == 21 for o, s, d in members), members
     assert rows(url, "SELECT count(*), min(action), max(action) FROM sw_warnings") == [(12, "stopped", "stopped")]
-    check_study_consistent(url, "warned", configs=6, seeds=2)
+    assert_study_sound(url, "warned", configs=6, seeds=2)
     assert {s for s, in rows(url, "SELECT state FROM trials")} == {"PRUNED"}

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from test_sweep import RANGE_SPACE, check_study_consistent, rows, write_study
+from sweep_helpers import RANGE_SPACE, assert_study_sound
+
+from sweeper.sweep.drill import rows, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +44,7 @@ def test_sampler_runs_and_optuna_hears_every_configuration(local_ray, tmp_path, 
     path.write_text(text)
     result = submit(str(path), storage=url, progress=False)
     assert result.status == "COMPLETE"
-    check_study_consistent(url, f"s_{sampler}", configs=4, seeds=1)
+    assert_study_sound(url, f"s_{sampler}", configs=4, seeds=1)
     directions = rows(url, "SELECT direction FROM study_directions ORDER BY objective")
     assert [d for d, in directions] == ["MAXIMIZE", "MINIMIZE"][:len(objectives)]
     # COMPLETE trials carry one value per objective

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -22,9 +23,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from sweeper.outcomes import Outcome
 
 STUDY = """
 name = "{name}"
@@ -39,31 +43,47 @@ batch_size = 8
 batches = {batches}
 metrics_every = 10
 [search]
-kind = "grid"
+kind = "{kind}"
+{search}
 [[objectives]]
 metric = "eval_mem_acc"
-[space.lr]
-values = {lrs}
-[space.plasticity]
-values = [1e2, 1e3, 1e6]
+{space}
 [execution]
-seeds = 2
-members_per_trial = 2
+seeds = {seeds}
+members_per_trial = {per_trial}
 cpus = {cpus}
 report_every = 20
 eval_batches = 2
-max_failures = 1
+max_failures = {max_failures}
 """
+"""A tiny key-recall study (seconds of training per pack); the study tests write theirs with it too."""
 
 
-def write_study(directory: Path, name: str, *, n_lr: int, batches: int, width: int, cpus: float) -> Path:
-    lrs = [round(1e-2 * 1.5**i, 6) for i in range(n_lr)]
+def grid_space(lrs: Sequence[float]) -> str:
+    """The `[space.*]` tables of a grid: these learning rates x plasticity 1e2, 1e3, 1e6."""
+    return f"[space.lr]\nvalues = {list(lrs)}\n[space.plasticity]\nvalues = [1e2, 1e3, 1e6]\n"
+
+
+def write_study(directory: Path, name: str, *, kind: str = "grid", search: str = "",
+                space: str = grid_space([1e-2, 1e-1]), seeds: int = 2, per_trial: int = 4, batches: int = 40,
+                width: int = 16, cpus: float = 1, max_failures: int = 1) -> Path:
+    """`directory/name.toml`, a STUDY; by default 2 x 3 configurations x 2 seeds in 3 packs of 4 members.
+
+    `search`: extra lines of `[search]` (e.g. the sampler and `configs` of an optuna study); `space`:
+    its `[space.*]` tables.
+    """
     path = directory / f"{name}.toml"
-    path.write_text(STUDY.format(name=name, lrs=lrs, batches=batches, width=width, cpus=cpus))
+    path.write_text(STUDY.format(name=name, kind=kind, search=search, space=space, seeds=seeds,
+                                 per_trial=per_trial, cpus=cpus, batches=batches, width=width,
+                                 max_failures=max_failures))
     return path
 
 
-def _rows(url: str, sql: str, **params) -> list[tuple]:
+def _lrs(n: int) -> list[float]:
+    return [round(1e-2 * 1.5**i, 6) for i in range(n)]
+
+
+def rows(url: str, sql: str, **params) -> list[tuple]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as c:
@@ -72,31 +92,62 @@ def _rows(url: str, sql: str, **params) -> list[tuple]:
         engine.dispose()
 
 
+FINAL_OUTCOMES = frozenset(o.value for o in Outcome) - {Outcome.RUNNING.value}
+
+
+def _optuna_state(outcomes: list[str]) -> str:
+    """What Optuna must have been told of a configuration whose members ended so: sweeper.sweep.verdict's
+    rule, restated so that the audit checks the driver rather than repeating its code."""
+    if "stable" in outcomes:
+        return "COMPLETE"
+    return "PRUNED" if all(o == "stopped_early" for o in outcomes) else "FAIL"
+
+
 def audit(url: str, name: str) -> dict:
-    """Members expected, recorded, lost, duplicated; packs left RUNNING; Optuna trials left unfinished."""
+    """Study `name` in the database at `url`, against what its spec asks; counted, not asserted.
+
+    Members expected, recorded, lost, duplicated and without a final outcome; packs left RUNNING or
+    WAITING; Optuna trials left unfinished, whose state is not what their members' outcomes call for
+    (COMPLETE if any ended stable, PRUNED if all were stopped early, else FAIL; an Optuna trial without
+    members, or members without an Optuna trial, count too), and objective values NULL or not finite.
+    A sound finished study: status COMPLETE, members == expected_members, optuna_trials == configs and
+    every count of trouble 0.
+    """
     from sweeper.study import study_from_dict
 
-    (study_id, status, planned, spec), = _rows(
+    (study_id, status, planned, spec), = rows(
         url, "SELECT id, status, planned_trials, spec FROM sw_studies WHERE name = :n", n=name)
     spec = study_from_dict(json.loads(spec) if isinstance(spec, str) else spec)
     expected = {(i, seed) for i in range(spec.search.configs) for seed in spec.execution.seeds}
-    members = _rows(url, "SELECT config_index, seed FROM sw_members WHERE study_id = :s", s=study_id)
-    packs = _rows(url, "SELECT status, attempts FROM sw_trials WHERE study_id = :s", s=study_id)
-    optuna = _rows(url, "SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
-                        "WHERE s.study_name = :n", n=f"sweeper/{name}")
+    members = rows(url, "SELECT config_index, seed, outcome, optuna_trial_number FROM sw_members "
+                        "WHERE study_id = :s", s=study_id)
+    pairs = [(c, seed) for c, seed, _, _ in members]
+    packs = rows(url, "SELECT status, attempts FROM sw_trials WHERE study_id = :s", s=study_id)
+    of_optuna = "JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = :n"
+    optuna = dict(rows(url, f"SELECT t.number, t.state FROM trials t {of_optuna}", n=f"sweeper/{name}"))
+    values = rows(url, f"SELECT v.value FROM trial_values v JOIN trials t ON t.trial_id = v.trial_id {of_optuna}",
+                  n=f"sweeper/{name}")
+    outcomes: dict[int, list[str]] = {}
+    for _, _, outcome, number in members:
+        outcomes.setdefault(number, []).append(outcome)
+    told = {number: _optuna_state(o) for number, o in outcomes.items()}
     return {
         "status": status,
         "packs": len(packs),
         "planned_packs": planned,
+        "configs": spec.search.configs,
         "members": len(members),
         "expected_members": len(expected),
-        "lost": len(expected - set(members)),
-        "duplicated": len(members) - len(set(members)),
+        "lost": len(expected - set(pairs)),
+        "duplicated": len(pairs) - len(set(pairs)),
+        "unfinished_members": sum(1 for _, _, o, _ in members if o not in FINAL_OUTCOMES),
         "complete_packs": sum(1 for s, _ in packs if s == "COMPLETE"),
         "running_packs": sum(1 for s, _ in packs if s in ("RUNNING", "WAITING")),
         "retried_packs": sum(1 for _, a in packs if a > 1),
         "optuna_trials": len(optuna),
-        "optuna_unfinished": sum(1 for (s,) in optuna if s in ("RUNNING", "WAITING")),
+        "optuna_unfinished": sum(1 for s in optuna.values() if s in ("RUNNING", "WAITING")),
+        "optuna_mismatched": sum(1 for n in optuna.keys() | told.keys() if optuna.get(n) != told.get(n)),
+        "optuna_nonfinite_values": sum(1 for v, in values if v is None or not math.isfinite(v)),
     }
 
 
@@ -122,7 +173,7 @@ def _wait(url: str, sql: str, timeout: float = 180) -> list[tuple]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            got = _rows(url, sql)
+            got = rows(url, sql)
         except sa.exc.OperationalError:
             got = []
         if got:
@@ -133,7 +184,8 @@ def _wait(url: str, sql: str, timeout: float = 180) -> list[tuple]:
 
 def drill_concurrency(url: str, work: Path) -> dict:
     names = [f"conc_{i}" for i in range(2)]
-    paths = [write_study(work, n, n_lr=8, batches=150, width=16, cpus=0.25) for n in names]
+    paths = [write_study(work, n, space=grid_space(_lrs(8)), per_trial=2, batches=150, width=16,
+                         cpus=0.25) for n in names]
     started = time.time()
     procs = [_start([str(p), "--storage", url]) for p in paths]
     outs = [_finish(p) for p in procs]
@@ -145,14 +197,14 @@ def drill_concurrency(url: str, work: Path) -> dict:
 
 
 def drill_worker_kills(url: str, work: Path, kills: int = 3) -> dict:
-    path = write_study(work, "workers", n_lr=4, batches=2500, width=64, cpus=1)
+    path = write_study(work, "workers", space=grid_space(_lrs(4)), per_trial=2, batches=2500, width=64)
     proc = _start([str(path), "--storage", url, "--num-cpus", "2"])
     killed = set()
     deadline = time.time() + 600
     while len(killed) < kills and time.time() < deadline and proc.poll() is None:
-        for number, pid in _rows(url, "SELECT t.number, t.worker FROM sw_trials t JOIN sw_studies s "
-                                      "ON s.id = t.study_id WHERE s.name = 'workers' AND t.status = 'RUNNING' "
-                                      "AND t.attempts = 1 AND t.worker IS NOT NULL"):
+        for number, pid in rows(url, "SELECT t.number, t.worker FROM sw_trials t JOIN sw_studies s "
+                                     "ON s.id = t.study_id WHERE s.name = 'workers' AND t.status = 'RUNNING' "
+                                     "AND t.attempts = 1 AND t.worker IS NOT NULL"):
             if number not in killed and len(killed) < kills:
                 time.sleep(0.5)  # mid-pack, not at its first instruction
                 try:
@@ -168,7 +220,7 @@ def drill_worker_kills(url: str, work: Path, kills: int = 3) -> dict:
 
 
 def drill_driver_kill(url: str, work: Path) -> dict:
-    path = write_study(work, "driver", n_lr=4, batches=2500, width=64, cpus=1)
+    path = write_study(work, "driver", space=grid_space(_lrs(4)), per_trial=2, batches=2500, width=64)
     proc = _start([str(path), "--storage", url, "--num-cpus", "2"])
     of_study = "FROM sw_trials t JOIN sw_studies s ON s.id = t.study_id WHERE s.name = 'driver' AND t.status"
     _wait(url, f"SELECT 1 {of_study} = 'COMPLETE'")
