@@ -115,7 +115,7 @@ FILTER_KEYS = ("boundary_fit", "min_p_stable", "max_skips")
 OBJECTIVE_KEYS = ("metric", "direction")
 AXIS_KEYS = ("low", "high", "log", "num", "values")
 EXECUTION_KEYS = ("seeds", "members_per_trial", "cpus", "gpus", "max_failures", "eval_batches", "report_every")
-EARLY_WARNING_KEYS = ("enabled", "predictor", "shadow_fraction", "min_step", "threshold", "params")
+EARLY_WARNING_KEYS = ("enabled", "predictor", "shadow_fraction", "min_step", "threshold", "params", "pack_stop")
 
 
 class StudyError(ConfigError):
@@ -214,6 +214,9 @@ class EarlyWarningSpec:
     """The predictor's decision threshold; None for its own default."""
     params: dict = field(default_factory=dict)
     """Predictor-specific scalars."""
+    pack_stop: float | None = None
+    """Stop a whole pack through Ray Tune once this fraction of its members exploded or were stopped
+    (`sweeper.sweep.stopper`); None: packs end when their last member does."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,8 @@ class StudySpec:
                  "min_step": ew.min_step, "params": dict(ew.params)}
         if ew.threshold is not None:
             early["threshold"] = ew.threshold
+        if ew.pack_stop is not None:
+            early["pack_stop"] = ew.pack_stop
         return {
             "format": 1, "path": self.path, "source": self.source,
             "name": self.name, "description": self.description,
@@ -727,7 +732,13 @@ def _early_warning(raw: Any, run: RunConfig) -> EarlyWarningSpec:
         elif not isinstance(v, (str, int, bool)):
             raise ConfigError(f"early_warning.params.{k}",
                               f"got {type(v).__name__}; expected a string, number or boolean")
-    return EarlyWarningSpec(enabled, predictor, shadow, min_step, threshold, dict(params))
+    pack_stop = spec.get("pack_stop")
+    if pack_stop is not None:
+        pack_stop = check_real("early_warning.pack_stop", pack_stop, low=0, high=1, low_open=True, high_open=True)
+        if not enabled:
+            raise ConfigError("early_warning.pack_stop", "set, but early_warning.enabled is false: packs are "
+                              "stopped only by the early-warning watcher (set enabled = true, or drop pack_stop)")
+    return EarlyWarningSpec(enabled, predictor, shadow, min_step, threshold, dict(params), pack_stop)
 
 
 def _extremes(axis: Axis) -> tuple[float, ...]:

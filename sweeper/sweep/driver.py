@@ -41,6 +41,9 @@ class SubmitResult:
     """Members by outcome, over the whole study."""
     seconds: float = 0.0
     overhead: dict[str, float] = field(default_factory=dict)
+    pack_stops: dict[str, int] = field(default_factory=dict)
+    """With `early_warning.pack_stop`: packs stopped whole by this call ("packs", from their results)
+    and trials Tune's PackStopper ended ("tune"); the two agree unless a pack wrote no result."""
 
 
 def _configs(spec) -> int:
@@ -147,7 +150,9 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
     db.dispose()
     return SubmitResult(study=spec.name, status=status.value, resumed=handle.resumed, planned=planned,
                         ran=tracker.ran, counts=counts, members=members, seconds=time.time() - started,
-                        overhead=tracker.overhead())
+                        overhead=tracker.overhead(),
+                        pack_stops=({"packs": tracker.pack_stops, "tune": tracker.tune_pack_stops}
+                                    if spec.early_warning.pack_stop is not None else {}))
 
 
 def _reconcile(db, study_id, ostudy, spec, tracker) -> list[dict]:
@@ -263,19 +268,26 @@ def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, pl
         {"cpu": cpus, "gpu": spec.execution.gpus})
     tune_dir = tune_storage or os.environ.get("SWEEPER_TUNE_STORAGE") or tempfile.mkdtemp(prefix="sweeper-tune-")
     bar = _Bar(tracker, planned, progress, out)
+    stopper = None
+    if spec.early_warning.enabled and spec.early_warning.pack_stop is not None:
+        from .stopper import make_pack_stopper
+
+        stopper = make_pack_stopper(spec.early_warning.pack_stop)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=budget, max_concurrent_trials=concurrency,
                                     reuse_actors=True,
                                     trial_dirname_creator=lambda t: f"pack_{t.config.get('pack')}_{t.trial_id}",
                                     trial_name_creator=lambda t: f"pack_{t.config.get('pack')}"),
-        run_config=tune.RunConfig(name=spec.name, storage_path=tune_dir, verbose=0, callbacks=[bar],
+        run_config=tune.RunConfig(name=spec.name, storage_path=tune_dir, verbose=0, callbacks=[bar], stop=stopper,
                                   failure_config=tune.FailureConfig(max_failures=spec.execution.max_failures)),
     )
     try:
         tuner.fit()
     finally:
         bar.close()
+        if stopper is not None:
+            tracker.tune_pack_stops = len(stopper.stopped)
 
 
 class _Tracker:
@@ -288,6 +300,10 @@ class _Tracker:
         self.ran = 0
         self.exploded = 0
         self.stopped = 0
+        self.pack_stops = 0
+        """Packs whose survivors were stopped by the pack rule (counted from the packs' results)."""
+        self.tune_pack_stops = 0
+        """Trials Tune's PackStopper stopped (counted by the stopper)."""
         self.running: dict[str, dict] = {}
         self.points: dict[int, list] = {}
         self.trial_wall: list[float] = []
@@ -300,6 +316,7 @@ class _Tracker:
         self.exploded += counts.get("exploded", 0)
         self.stopped += counts.get("stopped_early", 0)
         if ran:
+            self.pack_stops += bool(outcome.get("warnings", {}).get("pack_stopped"))
             self.ran += 1
             timing = outcome.get("timing", {})
             if timing.get("train_s") is not None:
@@ -428,6 +445,9 @@ def format_result(r: SubmitResult) -> str:
              f"{r.ran} run now, in {r.seconds:.1f} s",
              "  trials:  " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(r.counts.items())),
              "  members: " + ", ".join(f"{k} {v}" for k, v in sorted(r.members.items()))]
+    if r.pack_stops:
+        lines.append(f"  packs stopped whole (early_warning.pack_stop): {r.pack_stops['packs']} "
+                     f"(Tune's PackStopper ended {r.pack_stops['tune']} trials)")
     if r.overhead:
         o = r.overhead
         lines.append(f"  time: training {o['train_s']:.1f} s in {o['trial_wall_s']:.1f} s of Ray trials "

@@ -16,7 +16,7 @@ from typing import Any
 
 from .verdict import judge
 
-REPORT_KEYS = ("batch", "alive", "exploded", "stopped", "members", "loss", "mem_acc", "grad_ratio_max")
+REPORT_KEYS = ("batch", "alive", "running", "exploded", "stopped", "members", "loss", "mem_acc", "grad_ratio_max")
 
 
 def _nanmean(values) -> float:
@@ -54,6 +54,7 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
     from sweeper.study import parse_study
 
     from . import store
+    from .stopper import pack_stop_due
 
     spec = parse_study(source, path)
     torch.set_num_threads(max(1, int(spec.execution.cpus)))
@@ -82,7 +83,9 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
         history: list[list[dict[str, Any]]] = [[] for _ in hypers]
         warner, events, stop_step = _warner(spec, db, hypers), [], {}
         every = spec.execution.report_every
+        pack_stop = spec.early_warning.pack_stop if warner is not None else None
         progress: dict[str, Any] = {}
+        pack_stopped = False
         last_batch = run.train.batches - 1
         m = None
         for m in pop.run():
@@ -100,8 +103,14 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
                 break  # nothing left to train: results are written before Tune hears of the end
             if (m.step + 1) % every == 0 or m.step == last_batch:
                 progress = _progress(pop, m)
+                if m.step < last_batch and pack_stop_due(progress, pack_stop):
+                    # Tune's PackStopper will stop this trial on this very report: stop the survivors
+                    # and send the report last, with the results (see sweeper.sweep.stopper)
+                    _stop_pack(pop, m.step, progress, pack_stop, events, stop_step)
+                    pack_stopped = True
+                    break
                 tune.report(progress)
-        if m is not None:
+        if m is not None and not pack_stopped:
             progress = _progress(pop, m)
         train_s = time.time() - started
         evaluated = {}
@@ -138,7 +147,8 @@ def train_pack(config: dict, *, source: str, path: str, storage_url: str, study_
                   "timing": {"train_s": train_s, "eval_s": eval_s, "db_s": None}}
         t0 = time.time()
         result["warnings"] = {"alarms": len(events), "stopped": len(stop_step),
-                              "shadow": len(events) - len(stop_step)}
+                              "shadow": sum(1 for e in events if e["action"] == "shadow"),
+                              "pack_stopped": pack_stopped}
         store.finish_trial(db, study_id, number, attempt, members=members, history=history, result=result,
                            wall_time_s=train_s + eval_s, warnings=events)
         result["timing"]["db_s"] = time.time() - t0
@@ -174,6 +184,24 @@ def _alarms(spec, warner, m, owners, hypers, events, stop_step) -> list[int]:
     return stops
 
 
+def _stop_pack(pop, step, progress, fraction, events, stop_step) -> None:
+    """Stop every member still running, each with a warning event from the pack rule."""
+    from sweeper.outcomes import Outcome
+
+    from .stopper import PACK_STOP_PREDICTOR
+
+    survivors = [m for m in pop.alive if pop.outcome[m] == Outcome.RUNNING]
+    flagged = progress["exploded"] + progress["stopped"]
+    for i in survivors:
+        events.append({"pack_index": i, "step": step, "score": flagged / progress["members"],
+                       "predictor": PACK_STOP_PREDICTOR, "predictor_id": None,
+                       "signals": {"exploded": progress["exploded"], "stopped": progress["stopped"],
+                                   "members": progress["members"], "pack_stop": fraction},
+                       "action": "stopped"})
+        stop_step[i] = step
+    pop.drop(survivors, Outcome.STOPPED_EARLY)
+
+
 def member_config(spec, h) -> dict[str, Any]:
     """Everything needed to train this member again alone (`sweeper train` takes the same sections)."""
     hyper = {k: getattr(h, k) for k in ("lr", "plasticity", "ratio", "gamma", "clip", "seed")}
@@ -190,6 +218,7 @@ def _progress(pop, m) -> dict[str, Any]:
         "batch": m.step + 1,
         "members": len(outcomes),
         "alive": pop.size,
+        "running": outcomes.count("running"),
         "exploded": outcomes.count("exploded"),
         "stopped": outcomes.count("stopped_early"),
         "loss": _finite_or_none(_nanmean(m.loss)) if len(m.loss) else None,
