@@ -9,12 +9,13 @@ exactly its masked entries.
 
 Activations are kept feature-major, `h (P, n, B)`, seen flat as `(P * n, B)`: row `p * n + i` is
 feature i of member p for all B sequences. Every sparse operation below therefore moves whole rows
-of B contiguous numbers. The four operations the engine needs, for every member and sequence:
+of B contiguous numbers. The operations the engine needs, for every member and sequence:
 
     matvec_add(E, x, out)     out += (E * M) h                          (forward)
     rmatvec_add(E, d, out)    out += (E * M)^T d                        (backprop, BPTT)
-    step(E, d, x, ...)        E <- clip(gamma * (E + sum_t d_t h_t^T * M))  (the ephemeral update:
-                              one character, or BPTT's T characters at once; d pre-scaled)
+    step(E, d, x, s, ...)     E <- clip(gamma * (E + s * sum_t d_t h_t^T * M))  (the ephemeral
+                              update: one character, or BPTT's T characters at once; s = -lr * plasticity)
+    mask_matvec(h)            M h with the 0/1 mask (the ephemeral part of a gradient norm)
 
 where `x = inputs(h)` is the layer input in whatever form the backend wants. Each is the dense masked
 formula restricted to the entries where M is 1 (elsewhere E, and so every term, is 0); sums are
@@ -22,7 +23,7 @@ taken in another order than a dense product, which changes rounding only.
 
 Two backends compute them:
 
-- native (CPU, float32/float64): four small C loops, compiled once per machine with the system C
+- native (CPU, float32/float64): a few small C loops, compiled once per machine with the system C
   compiler and loaded with ctypes (`_native`). Each walks the entries row by row and reads or
   updates E in a single pass, with h and d (a few hundred KB) staying in cache; the B numbers of an
   entry are one or two SIMD vectors. This is ~5x faster than the torch ops below, which need 3-4
@@ -52,28 +53,45 @@ import torch
 
 _C_SOURCE = r"""
 #include <stdint.h>
-/* One SIMD-sized block of B: 64 bytes (AVX-512 register; the compiler splits it on narrower CPUs).
-   may_alias + small alignment: loads and stores at any element offset are allowed. */
-typedef float Vf32 __attribute__((vector_size(64), aligned(4), may_alias));
-typedef double Vf64 __attribute__((vector_size(64), aligned(8), may_alias));
+/* A 32-byte block of B (one AVX2 register; two SSE or half an AVX-512 register). Four of them are
+   summed side by side (four independent accumulators). A 64-byte vector type was ~10x slower on an
+   AVX2-only CPU, where GCC lowers it through memory. may_alias + small alignment: loads and stores at
+   any element offset are allowed. */
+typedef float Vf32 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double Vf64 __attribute__((vector_size(32), aligned(8), may_alias));
 
 /* Entries j of row i are row_ptr[i] .. row_ptr[i+1]-1; row i of d/out and row cols[j] of h/out
    hold B contiguous numbers; E, total: (N, B). */
 #define KERNELS(T, S)                                                                              \
-/* out[i] += sum_j E[j] * h[cols[j]]: the row sum kept in registers, one vector per block of B. */ \
+/* out[i] += sum_j E[j] * h[cols[j]]: the row sum kept in registers, per block of B. */            \
 void matvec_##S(const T *restrict E, const T *restrict h, const int64_t *restrict cols,          \
                 const int64_t *restrict row_ptr, int64_t n_rows, int64_t B, T *restrict out) {    \
     const int64_t L = sizeof(V##S) / sizeof(T);                                                   \
     for (int64_t i = 0; i < n_rows; i++) {                                                        \
         T *restrict o = out + i * B;                                                              \
+        const int64_t j0 = row_ptr[i], j1 = row_ptr[i + 1];                                       \
         int64_t b0 = 0;                                                                           \
+        for (; b0 + 4 * L <= B; b0 += 4 * L) {                                                    \
+            V##S a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                          \
+            for (int64_t j = j0; j < j1; j++) {                                                   \
+                const T *e = E + j * B + b0, *x = h + cols[j] * B + b0;                           \
+                a0 += *(const V##S *)(e) * *(const V##S *)(x);                                    \
+                a1 += *(const V##S *)(e + L) * *(const V##S *)(x + L);                            \
+                a2 += *(const V##S *)(e + 2 * L) * *(const V##S *)(x + 2 * L);                    \
+                a3 += *(const V##S *)(e + 3 * L) * *(const V##S *)(x + 3 * L);                    \
+            }                                                                                     \
+            *(V##S *)(o + b0) += a0;                                                              \
+            *(V##S *)(o + b0 + L) += a1;                                                          \
+            *(V##S *)(o + b0 + 2 * L) += a2;                                                      \
+            *(V##S *)(o + b0 + 3 * L) += a3;                                                      \
+        }                                                                                         \
         for (; b0 + L <= B; b0 += L) {                                                            \
             V##S acc = {0};                                                                       \
-            for (int64_t j = row_ptr[i]; j < row_ptr[i + 1]; j++)                                 \
+            for (int64_t j = j0; j < j1; j++)                                                     \
                 acc += *(const V##S *)(E + j * B + b0) * *(const V##S *)(h + cols[j] * B + b0);   \
             *(V##S *)(o + b0) += acc;                                                             \
         }                                                                                         \
-        for (int64_t j = row_ptr[i]; j < row_ptr[i + 1]; j++)                                     \
+        for (int64_t j = j0; j < j1; j++)                                                         \
             for (int64_t b = b0; b < B; b++) o[b] += E[j * B + b] * h[cols[j] * B + b];           \
     }                                                                                             \
 }                                                                                                 \
@@ -89,28 +107,40 @@ void rmatvec_##S(const T *restrict E, const T *restrict d, const int64_t *restri
         }                                                                                         \
     }                                                                                             \
 }                                                                                                 \
-/* E[j] <- clip(gamma[j] * (E[j] + sum_t d_t[i] * h_t[cols[j]])) for nT characters t: rows of d and h \
-   hold nT blocks of B (row width W = nT * B). clamp keeps NaN, like torch.clamp. acc: B scratch. */ \
+/* E[j] <- clip(gamma[j] * (E[j] + s[j] * sum_t d_t[i] * h_t[cols[j]])) for nT characters t: rows of \
+   d and h hold nT blocks of B (row width W = nT * B). clamp keeps NaN, like torch.clamp. acc: B scratch. */ \
 void step_##S(T *restrict E, const T *restrict d, const T *restrict h, const int64_t *restrict cols, \
               const int64_t *restrict row_ptr, int64_t n_rows, int64_t B, int64_t nT,             \
-              const T *restrict gamma, const T *restrict clip, int clipping, T *restrict acc) {   \
+              const T *restrict scale, const T *restrict gamma, const T *restrict clip, int clipping, \
+              T *restrict acc) {                                                                  \
     const int64_t W = nT * B;                                                                     \
     for (int64_t i = 0; i < n_rows; i++) {                                                        \
         const T *restrict di = d + i * W;                                                         \
         for (int64_t j = row_ptr[i]; j < row_ptr[i + 1]; j++) {                                   \
             T *restrict e = E + j * B;                                                            \
             const T *restrict x = h + cols[j] * W;                                                \
-            const T g = gamma[j], c = clip[j];                                                    \
+            const T s = scale[j], g = gamma[j], c = clip[j];                                      \
             for (int64_t b = 0; b < B; b++) acc[b] = di[b] * x[b];                                \
             for (int64_t t = 1; t < nT; t++)                                                      \
                 for (int64_t b = 0; b < B; b++) acc[b] += di[t * B + b] * x[t * B + b];           \
             if (clipping)                                                                         \
                 for (int64_t b = 0; b < B; b++) {                                                 \
-                    T v = g * (e[b] + acc[b]);                                                    \
+                    T v = g * (e[b] + s * acc[b]);                                                \
                     e[b] = v < -c ? -c : (v > c ? c : v);                                         \
                 }                                                                                 \
             else                                                                                  \
-                for (int64_t b = 0; b < B; b++) e[b] = g * (e[b] + acc[b]);                       \
+                for (int64_t b = 0; b < B; b++) e[b] = g * (e[b] + s * acc[b]);                   \
+        }                                                                                         \
+    }                                                                                             \
+}                                                                                                 \
+/* out[i] += sum_j h[cols[j]]: the row sums of the 0/1 mask times h. */                           \
+void maskvec_##S(const T *restrict h, const int64_t *restrict cols, const int64_t *restrict row_ptr, \
+                 int64_t n_rows, int64_t B, T *restrict out) {                                    \
+    for (int64_t i = 0; i < n_rows; i++) {                                                        \
+        T *restrict o = out + i * B;                                                              \
+        for (int64_t j = row_ptr[i]; j < row_ptr[i + 1]; j++) {                                   \
+            const T *restrict x = h + cols[j] * B;                                                \
+            for (int64_t b = 0; b < B; b++) o[b] += x[b];                                         \
         }                                                                                         \
     }                                                                                             \
 }
@@ -122,7 +152,8 @@ _P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
     "matvec": [_P, _P, _P, _P, _I64, _I64, _P],
     "rmatvec": [_P, _P, _P, _P, _I64, _I64, _P],
-    "step": [_P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _P, _INT, _P],
+    "step": [_P, _P, _P, _P, _P, _I64, _I64, _I64, _P, _P, _P, _INT, _P],
+    "maskvec": [_P, _P, _P, _I64, _I64, _P],
 }
 _NOT_LOADED = object()
 _lib = _NOT_LOADED
@@ -283,22 +314,33 @@ class Layout:
         else:
             out += (self.C @ torch.mul(E, self._expand_rows(d, E), out=self._buffer("product", E))).view_as(out)
 
-    def step(self, E: torch.Tensor, d: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor,
-             clip: torch.Tensor | None, chars: int = 1) -> None:
-        """E <- clip(gamma * (E + sum_t d_t h_t^T * M)) in place, over `chars` characters t.
+    def mask_matvec(self, h: torch.Tensor) -> torch.Tensor:
+        """M h for the 0/1 mask: (P, n_in, B) -> (P, n_out, B), each row's sum of h over its entries."""
+        flat = h.reshape(self.P * self.n_in, -1).contiguous()
+        if self.backend == "native":
+            out = flat.new_zeros(self.P * self.n_out, flat.shape[1])
+            self._k["maskvec"](_ptr(flat), _ptr(self.cols), _ptr(self.row_ptr), self.P * self.n_out,
+                               flat.shape[1], _ptr(out))
+        else:
+            out = self.R @ torch.index_select(flat, 0, self.cols)
+        return out.view(self.P, self.n_out, -1)
 
-        d (P, n_out, chars * B) already holds -lr * plasticity * delta, character t in columns
-        t*B .. t*B+B-1; x = inputs(h) of the matching (P, n_in, chars * B) inputs. gamma, clip: (N, 1)
-        per entry (`per_entry`); clip None when no member clips."""
+    def step(self, E: torch.Tensor, d: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, gamma: torch.Tensor,
+             clip: torch.Tensor | None, chars: int = 1) -> None:
+        """E <- clip(gamma * (E + scale * sum_t d_t h_t^T * M)) in place, over `chars` characters t.
+
+        d (P, n_out, chars * B): the error signals delta, character t in columns t*B .. t*B+B-1;
+        x = inputs(h) of the matching (P, n_in, chars * B) inputs. scale (-lr * plasticity), gamma,
+        clip: (N, 1) per entry (`per_entry`); clip None when no member clips."""
         B = E.shape[1]
         if self.backend == "native":
             d, acc = d.contiguous(), E.new_empty(B)  # named: the kernel reads them after _ptr returns
             self._k["step"](_ptr(E), _ptr(d), _ptr(x), _ptr(self.cols), _ptr(self.row_ptr),
-                            self.P * self.n_out, B, chars, _ptr(gamma), _ptr(gamma if clip is None else clip),
-                            clip is not None, _ptr(acc))
+                            self.P * self.n_out, B, chars, _ptr(scale), _ptr(gamma),
+                            _ptr(gamma if clip is None else clip), clip is not None, _ptr(acc))
             return
         grad = torch.mul(self._expand_rows(d, E), x, out=self._buffer("product", E, x.shape[1]))
-        E.add_(grad.view(self.N, chars, B).sum(1) if chars > 1 else grad)
+        E.addcmul_(grad.view(self.N, chars, B).sum(1) if chars > 1 else grad, scale)
         E.mul_(gamma)
         if clip is not None:
             torch.clamp(E, -clip, clip, out=E)

@@ -152,6 +152,7 @@ class Population:
         self.step_e = [lay.per_entry(-(self.lr * self.plasticity)) for lay in self.layout]
         self.clipping = bool(torch.isfinite(self.clip).any())  # any member clips
         self._buffers.clear()
+        self._sgd_coef = None  # built on first use (`_apply_slow`)
 
     def _scratch(self, *key, like: torch.Tensor | None = None, shape=None) -> torch.Tensor:
         """A work tensor shaped like `like` (or `shape`), allocated once and reused for every character:
@@ -210,18 +211,23 @@ class Population:
     def _act(self, a: torch.Tensor) -> torch.Tensor:
         return torch.relu(a) if self.model.activation == "relu" else torch.tanh(a)
 
-    def _act_deriv(self, a: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        # ReLU: h = relu(a) is > 0 exactly where a > 0, so sign(h) is the 0/1 derivative (one fast
-        # elementwise op; `(a > 0).to(dtype)` is two slow ones).
+    def _act_(self, a: torch.Tensor) -> torch.Tensor:
+        """The activation, in place: the pre-activation is not needed afterwards (`_act_deriv`)."""
+        return torch.relu_(a) if self.model.activation == "relu" else torch.tanh_(a)
+
+    def _act_deriv(self, h: torch.Tensor) -> torch.Tensor:
+        """f'(a) from h = f(a). ReLU: h > 0 exactly where a > 0, so sign(h) is the 0/1 derivative
+        (one fast elementwise op; `(a > 0).to(dtype)` is two slow ones). tanh: 1 - h^2."""
         return torch.sign(h) if self.model.activation == "relu" else 1 - h * h
 
-    def _forward(self, x_t, r, use_eph):
-        """One character for every member and sequence. Returns (inputs, eph_inputs, pre-acts, acts, logits).
+    def _forward(self, x_t, r, use_eph, z_out=None):
+        """One character for every member and sequence. Returns (inputs, eph_inputs, acts, logits).
 
         With `use_eph`, `eph_inputs[l]` is layer l's input in the form `ell.Layout` takes (`inputs`):
-        the ephemeral product and step both use it, so it is prepared once."""
+        the ephemeral product and step both use it, so it is prepared once. The logits are written
+        into `z_out` when given (a slice of the sequence's logit buffer)."""
         h = torch.cat([x_t, r], dim=1) if self.model.recurrence else x_t  # (P, n_in, B)
-        ins, eph_ins, pre, acts = [], [], [], []
+        ins, eph_ins, acts = [], [], []
         for l in range(self.L):
             a = torch.baddbmm(self.bias[l].unsqueeze(2), self.S[l], h)  # slow part: (P, n_out, B)
             x = None
@@ -230,11 +236,10 @@ class Population:
                 self.layout[l].matvec_add(self.E[l], x, a)
             ins.append(h)
             eph_ins.append(x)
-            pre.append(a)
-            h = self._act(a)
+            h = self._act_(a)
             acts.append(h)
-        z = torch.baddbmm(self.b_out.unsqueeze(2), self.W_out, h)  # (P, V, B)
-        return ins, eph_ins, pre, acts, z
+        z = torch.baddbmm(self.b_out.unsqueeze(2), self.W_out, h, out=z_out)  # (P, V, B)
+        return ins, eph_ins, acts, z
 
     def _input_grad(self, l, delta, use_eph):
         """W_l^eff^T delta: the slow part dense, the ephemeral part over the masked entries."""
@@ -243,23 +248,24 @@ class Population:
             self.layout[l].rmatvec_add(self.E[l], delta, back)
         return back
 
-    def _online_deltas(self, e, pre, acts, use_eph):
+    def _online_deltas(self, e, acts, use_eph):
         """Error signals delta_l of dfa, dfa_nod and per-step backprop, at the current weights."""
         upd = self.cfg.updater
         if upd in ("dfa", "dfa_nod"):
             deltas = [torch.bmm(self.feedback[l], e) for l in range(self.L)]  # (P, n_l, B)
             if upd == "dfa":
-                deltas = [d * self._act_deriv(pre[l], acts[l]) for l, d in enumerate(deltas)]
+                for l, d in enumerate(deltas):
+                    d.mul_(self._act_deriv(acts[l]))
             return deltas
         deltas = [None] * self.L
         back = torch.bmm(self.W_out.transpose(1, 2), e)  # (P, n_L, B)
         for l in reversed(range(self.L)):
-            deltas[l] = back * self._act_deriv(pre[l], acts[l])
+            deltas[l] = back.mul_(self._act_deriv(acts[l]))  # `back` is a fresh product: in place
             if l > 0:
                 back = self._input_grad(l, deltas[l], use_eph)
         return deltas
 
-    def _bptt_deltas(self, e_t, pre_t, acts_t, use_eph):
+    def _bptt_deltas(self, e_t, acts_t, use_eph):
         """BPTT's delta_l(t) = d(sum_t loss_t) / d a_l(t), from the last character back.
 
         The weights are fixed within the sequence, so this is the usual backward pass per character,
@@ -274,7 +280,7 @@ class Population:
                 back += carry
             deltas = [None] * self.L
             for l in reversed(range(self.L)):
-                deltas[l] = back * self._act_deriv(pre_t[t][l], acts_t[t][l])
+                deltas[l] = back.mul_(self._act_deriv(acts_t[t][l]))  # a fresh product: in place
                 if l > 0 or (rec and t > 0):
                     back = self._input_grad(l, deltas[l], use_eph)
             carry = back[:, V:] if rec and t > 0 else None
@@ -283,19 +289,17 @@ class Population:
 
     def _ephemeral_step(self, deltas, eph_ins):
         """E <- clip(gamma * (E - lr * plasticity * delta h^T)) on the masked entries."""
-        step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
         for l in range(self.L):
-            self.layout[l].step(self.E[l], deltas[l] * step, eph_ins[l], self.gamma_e[l],
+            self.layout[l].step(self.E[l], deltas[l], eph_ins[l], self.step_e[l], self.gamma_e[l],
                                 self.clip_e[l] if self.clipping else None)
 
     def _ephemeral_bptt(self, stacked):
         """The same step once per sequence, with the gradient summed over its characters: one pass
         over E with every character's deltas and inputs side by side (`_stack`)."""
-        step = (-(self.lr * self.plasticity)).view(-1, 1, 1)
         for l, (D, H) in enumerate(stacked):
             lay, E = self.layout[l], self.E[l]
-            lay.step(E, D * step, lay.inputs(H, E, "chars"), self.gamma_e[l], self.clip_e[l] if self.clipping else None,
-                     chars=self.T)
+            lay.step(E, D, lay.inputs(H, E, "chars"), self.step_e[l], self.gamma_e[l],
+                     self.clip_e[l] if self.clipping else None, chars=self.T)
 
     def _stack(self, deltas_t, ins_t):
         """Per layer (D, H): the characters' deltas (P, n_out, T*B) and inputs (P, n_in, T*B) side by side."""
@@ -307,7 +311,9 @@ class Population:
         grads, gb = [], []
         for l, (D, H) in enumerate(stacked):
             G = torch.bmm(D, H.transpose(1, 2))
-            grads.append(G * self.slow_mask[l] if self.ephemeral else G)
+            if self.ephemeral and not (self.cfg.optimizer == "sgd" and self.cfg.grad_clip is None):
+                G = G * self.slow_mask[l]  # SGD's in-place step masks through its coefficients
+            grads.append(G)
             gb.append(D.sum(2))
         Ecat, Hcat = self._cat(("e",), e_t), self._cat(("hL",), hL_t)
         return grads + gb + [torch.bmm(Ecat, Hcat.transpose(1, 2)), Ecat.sum(2)]
@@ -315,8 +321,23 @@ class Population:
     def _apply_slow(self, grads, scale):
         """theta <- clip(theta - step(scale * grad)) with SGD or torch-style Adam, per member."""
         cfg = self.cfg
-        grads = [g * scale for g in grads]
         view = lambda t, g: t.view(-1, *([1] * (g.dim() - 1)))  # noqa: E731
+        if cfg.optimizer == "sgd" and cfg.grad_clip is None:
+            # In place, one pass per parameter: theta += (-lr * scale [* slow mask]) * grad. Fresh
+            # multi-MB results per step cost more (page faults, cache) than the arithmetic.
+            if self._sgd_coef is None or self._sgd_coef[0] != scale:
+                coef = [-(self.lr * scale)] * len(grads)
+                coef = [view(c, g) for c, g in zip(coef, grads)]
+                if self.ephemeral:  # the ephemeral positions of the slow matrices stay exactly 0
+                    coef[: self.L] = [c * m for c, m in zip(coef[: self.L], self.slow_mask)]
+                self._sgd_coef = (scale, coef)
+            for p, g, c in zip(self._params(), grads, self._sgd_coef[1]):
+                p.addcmul_(g, c)
+                if self.clipping:
+                    clip = view(self.clip, p)
+                    p.clamp_(-clip, clip)
+            return
+        grads = [g * scale for g in grads]
         if cfg.grad_clip is not None:  # as torch.nn.utils.clip_grad_norm_, per member
             norm = torch.sqrt(sum(g.reshape(g.shape[0], -1).square().sum(1) for g in grads))
             coef = torch.clamp(cfg.grad_clip / (norm + 1e-6), max=1.0)
@@ -351,30 +372,23 @@ class Population:
         deltas_needed = learn or eph  # the slow weights learn, or the ephemeral entries do
         # One-hot tokens, feature-major: X[:, t] is the input x_t (P, V, B) and X[:, t + 1] the one-hot target.
         X = F.one_hot(tokens, V).to(self.dtype).permute(0, 2, 3, 1).contiguous()  # (P, T + 1, V, B)
-        y = tokens[..., 1:]  # (P, B, T)
         r = X.new_zeros(P, self.model.width, B)
-        ins_t, deltas_t, e_t, hL_t, pre_t, acts_t = [], [], [], [], [], []
-        loss_sum = torch.zeros(P, dtype=torch.float64, device=self.device)
-        correct = torch.zeros(P, B, T, dtype=torch.bool, device=self.device)
-        max_logit = X.new_zeros(P)
+        # Every character's logits, for the loss and accuracy computed once at the end: (T, P, V, B).
+        Z = self._scratch("logits", shape=(T, P, V, B))
+        ins_t, deltas_t, e_t, hL_t, acts_t = [], [], [], [], []
         g_eph, g_slow = X.new_zeros(P), X.new_zeros(P)
 
         for t in range(T):
-            ins, eph_ins, pre, acts, z = self._forward(X[:, t], r, eph)
-            logp = torch.log_softmax(z, dim=1)  # (P, V, B)
-            y_t = y[:, :, t]
-            loss_sum += -logp.gather(1, y_t.unsqueeze(1)).squeeze(1).sum(1)
-            correct[:, :, t] = z.argmax(1) == y_t
-            max_logit = torch.maximum(max_logit, z.abs().amax(dim=(1, 2)))
+            ins, eph_ins, acts, z = self._forward(X[:, t], r, eph, z_out=Z[t])
             r = acts[-1]
             if not deltas_needed:
                 continue
-            e = logp.exp_() - X[:, t + 1]  # dL/dz
+            e = torch.softmax(z, dim=1).sub_(X[:, t + 1])  # dL/dz: (P, V, B)
             ins_t.append(ins), e_t.append(e), hL_t.append(acts[-1])
             if bptt:  # everything is kept for the backward pass at the end of the sequence
-                pre_t.append(pre), acts_t.append(acts)
+                acts_t.append(acts)
                 continue
-            deltas = self._online_deltas(e, pre, acts, eph)
+            deltas = self._online_deltas(e, acts, eph)
             if learn:
                 deltas_t.append(deltas)
             if want_norms:
@@ -387,7 +401,7 @@ class Population:
 
         stacked = None
         if bptt and deltas_needed:
-            deltas_t = self._bptt_deltas(e_t, pre_t, acts_t, eph)
+            deltas_t = self._bptt_deltas(e_t, acts_t, eph)
             if want_norms:
                 for args in zip(deltas_t, ins_t, e_t, hL_t):
                     ge, gs = self._char_norms(*args)
@@ -398,12 +412,15 @@ class Population:
         if learn and (self.ephemeral or bptt):
             self._apply_slow(self._slow_grads(stacked or self._stack(deltas_t, ins_t), e_t, hL_t), 1.0 / B)
 
-        n_mem = memory.sum(dim=(1, 2)).double()
+        y = tokens[..., 1:].permute(2, 0, 1).unsqueeze(2)  # targets: (T, P, 1, B)
+        nll = -torch.log_softmax(Z, dim=2).gather(2, y).squeeze(2)  # (T, P, B)
+        correct = Z.argmax(2) == y.squeeze(2)  # (T, P, B)
+        mem = memory.permute(2, 0, 1)  # (T, P, B)
         out = {
-            "loss": loss_sum / (B * T),
-            "acc": correct.double().mean(dim=(1, 2)),
-            "mem_acc": (correct & memory).sum(dim=(1, 2)).double() / n_mem,
-            "max_logit": max_logit,
+            "loss": nll.double().sum(dim=(0, 2)) / (B * T),
+            "acc": correct.double().mean(dim=(0, 2)),
+            "mem_acc": (correct & mem).sum(dim=(0, 2)).double() / mem.sum(dim=(0, 2)).double(),
+            "max_logit": Z.abs().amax(dim=(0, 2, 3)),
         }
         if want_norms:
             out["grad_eph"] = torch.sqrt(g_eph / (B * T))
@@ -421,7 +438,7 @@ class Population:
             d2 = deltas[l].square()  # (P, n_out, B)
             full = d2.sum(1) * (ins[l].square().sum(1) + 1)  # weights and bias of layer l: (P, B)
             if self.ephemeral:
-                ge = (torch.bmm(1 - self.slow_mask[l], ins[l].square()) * d2).sum(1)  # (P, B)
+                ge = (self.layout[l].mask_matvec(ins[l].square()) * d2).sum(1)  # (P, B)
                 eph = eph + ge.sum(1)
                 full = full - ge
             slow = slow + full.sum(1)
