@@ -128,8 +128,10 @@ def cmd_bench(args) -> int:
     from .bench import bench, format_bench
 
     report = bench(width=args.width, depth=args.depth, members=args.members, batch_size=args.batch_size,
-                   batches=args.batches, reference_batches=args.reference_batches, device=args.device,
-                   updaters=args.updaters.split(","), progress=not args.json)
+                   batches=args.batches, reference_batches=args.reference_batches, rounds=args.rounds,
+                   metrics_every=args.metrics_every, reset_every=args.reset_every, device=args.device,
+                   updaters=args.updaters.split(","),
+                   reference=not args.no_reference, progress=not args.json)
     print(_strict_json(report) if args.json else format_bench(report))
     return 0
 
@@ -176,8 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--members", type=int, default=8, help="P")
     p.add_argument("--batch-size", type=int, default=32, help="B (P x B member-sequences)")
-    p.add_argument("--batches", type=int, default=5, help="engine batches timed")
-    p.add_argument("--reference-batches", type=int, default=1, help="reference batches timed")
+    p.add_argument("--batches", type=int, default=10, help="engine batches timed per round")
+    p.add_argument("--reference-batches", type=int, default=1, help="reference batches timed per round")
+    p.add_argument("--rounds", type=int, default=3, help="alternating engine/reference rounds")
+    p.add_argument("--metrics-every", type=int, default=10, help="the engine's full-metrics interval, as in training")
+    p.add_argument("--reset-every", type=int, default=1, help="ephemeral state reset every N sequences")
+    p.add_argument("--no-reference", action="store_true", help="time the engine alone (no ratio)")
     p.add_argument("--updaters", default="dfa", help="comma-separated")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")

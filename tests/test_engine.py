@@ -95,6 +95,28 @@ def test_engine_matches_reference(kind, updater, recurrence, optimizer, grad_cli
         assert clip_hit, "the clip threshold never bound, so clipping was not tested"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("updater,recurrence", [("dfa", False), ("backprop", True), ("bptt", True)])
+def test_engine_matches_reference_when_state_carries_over_sequences(updater, recurrence):
+    """With a reset every 3 sequences, E is nonzero at the start of the second and third sequence; the
+    engine skips the ephemeral products only while E is exactly 0 (right after a reset), and BPTT's
+    end-of-sequence step then acts on the next sequences."""
+    run = make_run("ephemeral", updater, recurrence, batches=30, reset_every=3)
+    members = stable_members("ephemeral", math.inf, n=2)
+    pop = Population(run, members)
+    refs = [Reference(run, h) for h in members]
+    skipped = []
+    for step in range(run.train.batches):
+        skipped.append(pop.E_zero)  # True only at the start of a batch that follows a reset
+        m = pop.step()
+        for p, ref in enumerate(refs):
+            expected = ref.train_batch()
+            for name in COMPARED:
+                assert_close(m.for_member(p)[name], expected[name], f"batch {step}, member {p}, {name}")
+    assert not any(skipped[1::3]) and not any(skipped[2::3])  # E carried over: its products ran
+    assert pop.E_zero is False and any(bool(E.abs().max() > 0) for E in pop.E)
+
+
 EXPLODING = Hyper(lr=0.2, plasticity=1e4, ratio=0.2, gamma=1.0, seed=3)
 
 

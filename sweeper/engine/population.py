@@ -124,6 +124,10 @@ class Population:
         self._buffers: dict[tuple, torch.Tensor] = {}
         self._index_entries()
         self.E = [torch.zeros(lay.N, self.B, dtype=dt, device=dev) for lay in self.layout]  # (N, B) per layer
+        # True while every E is exactly 0 (from a reset to the next ephemeral step): the ephemeral
+        # products then add exact zeros and are skipped. BPTT steps E only at the end of a sequence, so
+        # with a reset every sequence its products are all skipped.
+        self.E_zero = True
         self.adam_step = 0
         if cfg.optimizer == "adam":
             self.adam_m = [torch.zeros_like(p) for p in self._params()]
@@ -233,7 +237,8 @@ class Population:
             x = None
             if use_eph:  # + (E * M) h, over the masked entries only
                 x = self.layout[l].inputs(h, self.E[l])
-                self.layout[l].matvec_add(self.E[l], x, a)
+                if not self.E_zero:
+                    self.layout[l].matvec_add(self.E[l], x, a)
             ins.append(h)
             eph_ins.append(x)
             h = self._act_(a)
@@ -244,7 +249,7 @@ class Population:
     def _input_grad(self, l, delta, use_eph):
         """W_l^eff^T delta: the slow part dense, the ephemeral part over the masked entries."""
         back = torch.bmm(self.S[l].transpose(1, 2), delta)  # (P, n_in, B)
-        if use_eph:
+        if use_eph and not self.E_zero:
             self.layout[l].rmatvec_add(self.E[l], delta, back)
         return back
 
@@ -287,11 +292,17 @@ class Population:
             deltas_t[t] = deltas
         return deltas_t
 
+    def _reset_eph(self) -> None:
+        for E in self.E:
+            E.zero_()
+        self.E_zero = True
+
     def _ephemeral_step(self, deltas, eph_ins):
         """E <- clip(gamma * (E - lr * plasticity * delta h^T)) on the masked entries."""
         for l in range(self.L):
             self.layout[l].step(self.E[l], deltas[l], eph_ins[l], self.step_e[l], self.gamma_e[l],
                                 self.clip_e[l] if self.clipping else None)
+        self.E_zero = False
 
     def _ephemeral_bptt(self, stacked):
         """The same step once per sequence, with the gradient summed over its characters: one pass
@@ -300,6 +311,7 @@ class Population:
             lay, E = self.layout[l], self.E[l]
             lay.step(E, D, lay.inputs(H, E, "chars"), self.step_e[l], self.gamma_e[l],
                      self.clip_e[l] if self.clipping else None, chars=self.T)
+        self.E_zero = False
 
     def _stack(self, deltas_t, ins_t):
         """Per layer (D, H): the characters' deltas (P, n_out, T*B) and inputs (P, n_in, T*B) side by side."""
@@ -454,8 +466,7 @@ class Population:
         tokens = torch.from_numpy(batch.tokens).to(self.device)
         memory = torch.from_numpy(batch.memory).to(self.device)
         if self.ephemeral and i % cfg.reset_every == 0:
-            for E in self.E:
-                E.zero_()
+            self._reset_eph()
         out = self._run_sequence(tokens, memory, learn=True, use_eph=True, want_norms=full)
         with torch.no_grad():
             if full:
@@ -524,21 +535,19 @@ class Population:
 
         Returns arrays aligned with `self.alive`. The training state (ephemeral values) is restored.
         """
-        saved = [E.clone() for E in self.E]
-        for E in self.E:
-            E.zero_()
+        saved, saved_zero = [E.clone() for E in self.E], self.E_zero
+        self._reset_eph()
         totals = {"loss": 0.0, "acc": 0.0, "mem_acc": 0.0}
         for j in range(n_batches):
             batch = self.task.sample(self.seeds, j, self.B, stream=EVAL_STREAM)
             if j % self.cfg.reset_every == 0:  # evaluation state starts at 0, resets as in training
-                for E in self.E:
-                    E.zero_()
+                self._reset_eph()
             out = self._run_sequence(torch.from_numpy(batch.tokens).to(self.device),
                                      torch.from_numpy(batch.memory).to(self.device),
                                      learn=False, use_eph=ephemeral and self.ephemeral, want_norms=False)
             for k in totals:
                 totals[k] = totals[k] + out[k].double().cpu().numpy()
-        self.E = saved
+        self.E, self.E_zero = saved, saved_zero
         return {"member": np.asarray(self.alive), **{k: v / n_batches for k, v in totals.items()}}
 
     def summaries(self) -> list[MemberSummary]:
