@@ -130,6 +130,25 @@ def test_boundary_fit_missing_is_a_reason_not_an_error(rodb):
     assert view.members == 150
 
 
+def test_boundary_fit_headline_reads_the_stored_numbers(tmp_path):
+    from sweeper.analysis.boundary import fit_boundary
+    from sweeper.dashboard import optional
+    from sweeper.db import open_db, upgrade
+
+    url = f"sqlite:///{tmp_path / 'fit.sqlite3'}"
+    upgrade(url)
+    db = open_db(url)
+    make_study(db, "fitted", members=120, steps=4, seed=5)
+    report = fit_boundary(db, "fitted", bootstrap=20)
+    fit = optional.boundary_fit(db, "fitted")
+    db.dispose()
+    h = report.to_dict()["summary"]
+    line = fit["headline"]
+    assert line.startswith(f"logistic on {h['members']} members; log10 plasticity = {h['slope']:.3g} log10 lr")
+    assert f"slope [{h['slope_ci95_low']:.3g}, {h['slope_ci95_high']:.3g}]" in line
+    assert f"CV accuracy {h['cv_accuracy']:.3f}" in line and "consistent with -1" in line
+
+
 # ---------------------------------------------------------------------------------------------------
 # Security and strict JSON (in-process, Flask's test client)
 

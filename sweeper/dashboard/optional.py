@@ -52,7 +52,30 @@ def boundary_fit(db, study: str) -> dict | Missing:
             summary[key] = value
         elif isinstance(value, dict) and all(isinstance(v, (int, float, str, bool)) for v in value.values()):
             summary.update({f"{key}.{k}": v for k, v in value.items()})
-    return {"payload": payload, "summary": summary}
+    return {"payload": payload, "summary": summary, "headline": _headline(payload, summary)}
+
+
+def _headline(payload: dict, summary: dict) -> str:
+    """One readable line of the fit's headline numbers (`payload["summary"]`), or "" without them."""
+    h = payload.get("summary")
+    if not isinstance(h, dict) or "slope" not in h:
+        return ""
+
+    def interval(key):
+        lo, hi = h.get(f"{key}_ci95_low"), h.get(f"{key}_ci95_high")
+        return f" [{lo:.3g}, {hi:.3g}]" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""
+
+    parts = [f"{summary.get('kind') or 'fit'} on {h.get('members', '?')} members",
+             f"log10 plasticity = {h['slope']:.3g} log10 lr + {h.get('intercept', float('nan')):.3g}",
+             f"slope{interval('slope')}, intercept{interval('intercept')} (95%)"]
+    if "cv_accuracy" in h:
+        parts.append(f"CV accuracy {h['cv_accuracy']:.3f}" + (f", AUROC {h['cv_auroc']:.3f}" if "cv_auroc" in h else ""))
+    if "consistent_with_slope_minus_1" in h:
+        parts.append("slope consistent with -1 (lr * plasticity)" if h["consistent_with_slope_minus_1"]
+                     else "slope not consistent with -1 (lr * plasticity)")
+    if summary.get("created_at"):
+        parts.append(f"fitted {str(summary['created_at'])[:19]}")
+    return "; ".join(parts)
 
 
 def p_stable_grid(fit: dict, x: np.ndarray, y: np.ndarray, fixed: dict[str, float]) -> np.ndarray | Missing:

@@ -27,9 +27,12 @@ def build(ctx, study: str, slices: dict) -> tuple:
     if isinstance(view.fit, optional.Missing):
         summary = html.P(view.fit.reason, id="boundary-missing", className="note")
     else:
+        details = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                            for k, v in view.fit["summary"].items())
         summary = html.Div([
             html.B("boundary fit: "),
-            ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in view.fit["summary"].items()),
+            view.fit.get("headline") or details,
+            html.Details([html.Summary("every stored number"), html.Div(details, className="note")]),
             html.Div(view.note, className="note"),
         ], id="boundary-summary")  # fmt: skip
     return view.figure, summary, view.running
