@@ -75,3 +75,14 @@ def db(db_url):
     database = open_db(db_url)
     yield database
     database.dispose()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private local Ray (2 CPUs, loopback, no dashboard) for one test module's in-process submits."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False)
+    yield
+    ray.shutdown()

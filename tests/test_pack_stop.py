@@ -50,16 +50,6 @@ threshold = 1e9          # the member-level rule never fires: only explosions co
 """
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_rule_counts_exploded_and_stopped_and_needs_survivors():
     report = {"members": 4, "running": 2, "exploded": 1, "stopped": 1}
     assert pack_stop_due(report, 0.5)

@@ -14,16 +14,6 @@ from sweeper.sweep.drill import rows, write_study
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.parametrize("sampler, objectives", [
     ("gp", ["eval_mem_acc"]),
     ("cmaes", ["eval_mem_acc"]),

@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from sweeper.db import StudyStatus, TrialStatus
 
