@@ -39,7 +39,10 @@ def boundary_fit(db, study: str) -> dict | Missing:
         return Missing(f"no boundary fit yet: run `sweeper boundary {study}` (boundary fitting is not installed)")
     fit = boundary.latest_fit(db, study)
     if fit is None:
-        return Missing(f"no boundary fit yet: run `sweeper boundary {study}`")
+        need = getattr(boundary, "MIN_PER_CLASS", None)
+        return Missing(f"no boundary fit yet: run `sweeper boundary {study}`"
+                       + (f" (it needs at least {need} stable and {need} exploded or stopped members, and more "
+                          "than one value of lr and of plasticity)" if need else ""))
     payload = getattr(fit, "payload", fit)
     if not isinstance(payload, dict):
         return Missing(f"the latest boundary fit of {study} has no readable payload")
