@@ -97,6 +97,9 @@ class Population:
         self.device, self.dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
         self.hypers = members
         self.ephemeral = model.kind == "ephemeral"
+        # Plain SGD steps each slow parameter in place (`_apply_slow`); Adam and gradient clipping need
+        # the whole masked gradient first.
+        self.sgd_in_place = cfg.optimizer == "sgd" and cfg.grad_clip is None
 
         inits = [init_member(model, self.V, h, dtype=torch.float64) for h in members]
         dev, dt = self.device, self.dtype
@@ -212,9 +215,6 @@ class Population:
 
     # ------------------------------------------------------------------ one sequence
 
-    def _act(self, a: torch.Tensor) -> torch.Tensor:
-        return torch.relu(a) if self.model.activation == "relu" else torch.tanh(a)
-
     def _act_(self, a: torch.Tensor) -> torch.Tensor:
         """The activation, in place: the pre-activation is not needed afterwards (`_act_deriv`)."""
         return torch.relu_(a) if self.model.activation == "relu" else torch.tanh_(a)
@@ -323,8 +323,8 @@ class Population:
         grads, gb = [], []
         for l, (D, H) in enumerate(stacked):
             G = torch.bmm(D, H.transpose(1, 2))
-            if self.ephemeral and not (self.cfg.optimizer == "sgd" and self.cfg.grad_clip is None):
-                G = G * self.slow_mask[l]  # SGD's in-place step masks through its coefficients
+            if self.ephemeral and not self.sgd_in_place:
+                G = G * self.slow_mask[l]  # the in-place SGD step masks through its coefficients
             grads.append(G)
             gb.append(D.sum(2))
         Ecat, Hcat = self._cat(("e",), e_t), self._cat(("hL",), hL_t)
@@ -334,7 +334,7 @@ class Population:
         """theta <- clip(theta - step(scale * grad)) with SGD or torch-style Adam, per member."""
         cfg = self.cfg
         view = lambda t, g: t.view(-1, *([1] * (g.dim() - 1)))  # noqa: E731
-        if cfg.optimizer == "sgd" and cfg.grad_clip is None:
+        if self.sgd_in_place:
             # In place, one pass per parameter: theta += (-lr * scale [* slow mask]) * grad. Fresh
             # multi-MB results per step cost more (page faults, cache) than the arithmetic.
             if self._sgd_coef is None or self._sgd_coef[0] != scale:
