@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from .config import Hyper, ModelConfig, RunConfig, TrainConfig
+from .config import Hyper, ModelConfig, RunConfig, TrainConfig, check_int
 from .tasks import make_task
 
 
@@ -55,6 +55,8 @@ def bench(*, width=256, depth=2, members=8, batch_size=32, batches=10, reference
     from .engine.population import Population
     from .engine.reference import Reference
 
+    for name, value in (("rounds", rounds), ("batches", batches), ("reference_batches", reference_batches)):
+        check_int(name, value, low=1, high=10**6)  # before any compute: a ratio needs a timed batch of each
     t = make_task(task)
     hypers = [Hyper(lr=1e-2, plasticity=1e3, ratio=0.1, gamma=0.7, seed=s) for s in range(members)]
     total = 1 + rounds * batches + 1  # warm-up, the rounds, and one to spare (the last batch is always full)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import statistics
 
+import pytest
+
 from sweeper.bench import bench, format_bench
 from sweeper.cli import main
 
@@ -31,3 +33,10 @@ def test_bench_engine_alone_and_json(capsys):
     out = json.loads(capsys.readouterr().out)
     (r,) = out["results"]
     assert r["engine_member_steps_per_s"] > 0 and "speedup" not in r
+
+
+@pytest.mark.parametrize("flag", ["--rounds", "--batches", "--reference-batches"])
+def test_bench_refuses_an_empty_timing_before_any_compute(flag, capsys):
+    assert main(["bench", "--width", "16", flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert "got 0; expected an integer in [1, 1000000]" in err and flag.lstrip("-").replace("-", "_") in err
