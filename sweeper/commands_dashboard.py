@@ -1,6 +1,6 @@
 """The dashboard commands of `sweeper`: dashboard, report. Parsing and printing only.
 
-    sweeper dashboard [--storage URL] [--host 127.0.0.1] [--port 8050] [--token T]
+    sweeper dashboard [--storage URL] [--host 127.0.0.1] [--port 8050] [--token T] [--full-plotly]
     sweeper report STUDY -o report.html [--storage URL]
 
 Both only read the database. The work is done by `sweeper.dashboard`.
@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"a secret every request must carry (?token=T once, then a cookie; or the X-Sweeper-Token header); "
         f"required for a non-loopback --host (default: ${TOKEN_ENV})",
     )  # fmt: skip
+    p.add_argument(
+        "--full-plotly", action="store_true",
+        help="serve the full plotly.min.js (4.8 MB) instead of sweeper's partial bundle of the trace types the "
+        "pages draw (1.6 MB; a cold page loads about 0.7 s sooner on 2 cores)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_dashboard)
 
     p = subparsers.add_parser("report", help="write one self-contained HTML report of a study (opens offline)")
@@ -53,9 +58,16 @@ def cmd_dashboard(args) -> int:
     from sweeper.dashboard.app import create_app
 
     try:
-        app = create_app(args.storage, token=args.token)
+        app = create_app(args.storage, token=args.token, partial_plotly=not args.full_plotly)
     except StorageError as e:
         return _fail("--storage", str(e))
+    if not args.full_plotly and not app.sweeper_partial_plotly:
+        from sweeper.dashboard.plotly_bundle import usable
+
+        print(f"sweeper dashboard: note: {usable()[1]}", file=sys.stderr)
+    from sweeper.dashboard.views import warm_up
+
+    warm_up()
     shown = "localhost" if security.is_loopback(args.host) else args.host
     suffix = "/?token=<your token>" if args.token else "/"
     print(f"sweeper dashboard (read-only) on http://{shown}:{args.port}{suffix}  (Ctrl-C to stop)", flush=True)

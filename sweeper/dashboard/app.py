@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, quote
 
 from dash import Dash, Input, Output, dcc, html
 
-from sweeper.dashboard import security
+from sweeper.dashboard import plotly_bundle, security, views
 from sweeper.dashboard.data import open_readonly
 from sweeper.dashboard.pages import Context, page_modules
 from sweeper.db import StudyNotFound
@@ -45,8 +45,13 @@ def _nav(pages, query: dict) -> html.Div:
     return html.Div(links, className="sw-nav")
 
 
-def create_app(url: str | None = None, *, token: str | None = None, refresh_ms: int = 2000, db=None) -> Dash:
-    """The dashboard over the database at `url` (or an open `db`), read through read-only sessions only."""
+def create_app(url: str | None = None, *, token: str | None = None, refresh_ms: int = 2000, db=None,
+               partial_plotly: bool = True) -> Dash:  # fmt: skip
+    """The dashboard over the database at `url` (or an open `db`), read through read-only sessions only.
+
+    `partial_plotly`: serve sweeper's partial plotly.js bundle instead of the full plotly.min.js where
+    it can stand in (see `sweeper.dashboard.plotly_bundle`); `app.sweeper_partial_plotly` says if it does.
+    """
     ctx = Context(db=db if db is not None else open_readonly(url), refresh_ms=refresh_ms)
     pages = page_modules()
     routes = {page.PATH: page for page in pages}
@@ -59,7 +64,8 @@ def create_app(url: str | None = None, *, token: str | None = None, refresh_ms: 
     preload = '<link rel="preload" as="script" href="/_dash-component-suites/plotly/package_data/plotly.min.js">'
     app.index_string = app.index_string.replace("{%css%}", "{%css%}" + preload + "<style>" + CSS + "</style>")
     app.layout = html.Div([dcc.Location(id="url"), html.Div(id="nav"), html.Div(id="page")])
-    security.guard(app.server, token)
+    security.guard(app.server, token)  # first: every other hook and route runs only for allowed requests
+    app.sweeper_partial_plotly = partial_plotly and plotly_bundle.install(app.server)
 
     @app.callback(Output("nav", "children"), Output("page", "children"), Input("url", "pathname"), Input("url", "search"))
     def _route(pathname, search):
@@ -86,4 +92,5 @@ def serve(url: str | None = None, host: str = "127.0.0.1", port: int = 8050, tok
     """Check the binding (see `security.check_bind`), then serve until interrupted."""
     security.check_bind(host, token)
     app = create_app(url, token=token)
+    views.warm_up()
     app.run(host=host, port=port, debug=debug)

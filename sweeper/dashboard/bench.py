@@ -53,12 +53,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(url: str, *, host: str = "127.0.0.1", token: str | None = None, timeout_s: float = 60.0):
+def serving(url: str, *, host: str = "127.0.0.1", token: str | None = None, timeout_s: float = 60.0,
+            full_plotly: bool = False):  # fmt: skip
     """`sweeper dashboard` on a free port in a subprocess; yields its base URL (http://127.0.0.1:PORT)."""
     port = free_port()
     command = [sys.executable, "-m", "sweeper", "dashboard", "--storage", url, "--host", host, "--port", str(port)]
     if token:
         command += ["--token", token]
+    if full_plotly:
+        command.append("--full-plotly")
     log = open(os.devnull, "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
