@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--full-plotly", action="store_true",
         help="serve the full plotly.min.js (4.8 MB) instead of sweeper's partial bundle of the trace types the "
-        "pages draw (1.6 MB; a cold page loads about 0.7 s sooner on 2 cores)",
+        "pages draw (1.6 MB; a cold frontier page drew 0.5-0.7 s sooner on 2 cores)",
     )  # fmt: skip
     p.set_defaults(func=cmd_dashboard)
 
