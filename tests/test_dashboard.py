@@ -210,6 +210,57 @@ def test_loopback_only_without_token_and_no_cross_origin_posts(study_db):
     assert _route(client, "/", "", headers={"Origin": "http://localhost"}).status_code == 200
 
 
+def _frontier_tick(client, study, shown, trigger="frontier-interval.n_intervals", clip="all"):
+    outputs = [("frontier-graph", "figure"), ("boundary-box", "children"), ("frontier-interval", "disabled"),
+               ("frontier-fingerprint", "data")]  # fmt: skip
+    body = {
+        "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [{"id": "slice-gamma", "property": "value", "value": "all"},
+                   {"id": "slice-ratio", "property": "value", "value": "all"},
+                   {"id": "slice-clip", "property": "value", "value": clip},
+                   {"id": "frontier-interval", "property": "n_intervals", "value": 1}],
+        "state": [{"id": "study-name", "property": "data", "value": study},
+                  {"id": "frontier-fingerprint", "property": "data", "value": shown}],
+        "changedPropIds": [trigger],
+    }  # fmt: skip
+    return client.post("/_dash-update-component", json=body)
+
+
+def test_live_frontier_redraws_only_when_its_data_changed(db_url):
+    """A running study's frontier polls every refresh period; an unchanged study sends nothing back
+    (HTTP 204, no 1.7 MB figure), a changed outcome or a new boundary fit sends the new figure."""
+    import sqlalchemy as sa
+
+    from sweeper.dashboard import create_app
+    from sweeper.dashboard.data import frontier_fingerprint, open_readonly
+    from sweeper.db import Member, Outcome, StudyStatus, open_db, upgrade
+
+    url = db_url  # SQLite and PostgreSQL
+    upgrade(url)
+    db = open_db(url)
+    make_study(db, "running", members=60, steps=3, status=StudyStatus.RUNNING)
+    client = create_app(url).server.test_client()
+    ro = open_readonly(url)
+    shown = frontier_fingerprint(ro, "running")
+
+    assert _frontier_tick(client, "running", shown).status_code == 204
+    sliced = _frontier_tick(client, "running", shown, trigger="slice-clip.value", clip="inf")
+    assert sliced.status_code == 200 and "clip=inf" in sliced.get_data(as_text=True)  # a slice always redraws
+
+    with db.session() as s:  # one member's outcome changes, as when a pack's results land
+        first = s.scalar(sa.select(sa.func.min(Member.id)).where(Member.outcome == Outcome.STABLE))
+        s.execute(sa.update(Member).where(Member.id == first).values(outcome=Outcome.EXPLODED))
+    changed = _frontier_tick(client, "running", shown)
+    assert changed.status_code == 200
+    response = strict_json(changed.get_data(as_text=True))["response"]
+    assert response["frontier-fingerprint"]["data"] == frontier_fingerprint(ro, "running") != shown
+    assert "frontier-graph" in response
+    assert _frontier_tick(client, "running", response["frontier-fingerprint"]["data"]).status_code == 204
+    ro.dispose()
+    db.dispose()
+
+
 @pytest.mark.parametrize("path", ["/", "/frontier", "/overlay", "/importance", "/parallel", "/table", "/member"])
 def test_every_page_serves_strict_json_despite_nan_and_inf(study_db, rodb, path):
     from sweeper.dashboard import create_app

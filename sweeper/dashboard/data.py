@@ -148,6 +148,26 @@ def frontier_info(db: Database, name: str, slices: dict[str, float | None] | Non
     return {"members": members, "cells": _cells(counts, cells), "slices": dict(slices)}
 
 
+def frontier_fingerprint(db: Database, name: str) -> list:
+    """A few numbers that change whenever what the frontier shows changes: the study's status, its
+    member count, largest member id, outcome counts and steps done, and its newest boundary fit.
+
+    One aggregate query over the study's members, so a live page can poll it every few seconds and
+    rebuild its figure (1.7 MB for 10,000 members) only when it differs.
+    """
+    from sweeper.db.models import BoundaryFit
+
+    with db.read_session() as s:
+        study = _study(s, db, name)
+        where = Member.study_id == study.id
+        agg = s.execute(sa.select(
+            sa.func.count(), sa.func.max(Member.id), sa.func.sum(Member.steps_done),
+            *(sa.func.sum(sa.case((Member.outcome == o, 1), else_=0)) for o in Outcome),
+        ).where(where)).one()  # fmt: skip
+        fit = s.scalar(sa.select(sa.func.max(BoundaryFit.id)).where(BoundaryFit.study_id == study.id))
+        return [study.status.value, *(int(v or 0) for v in agg), fit]
+
+
 def _log10(values) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log10(np.asarray(values, dtype=np.float64))

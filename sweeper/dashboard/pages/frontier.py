@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, callback_context, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from sweeper.dashboard import data, figures, optional, views
 
@@ -50,9 +51,11 @@ def layout(ctx, query):
         controls.append(html.Label([f"{axis} ", dcc.Dropdown(id=f"slice-{axis}", options=options, value="all",
                                                               clearable=False, style={"width": "140px"})],
                                    style={"display": "inline-block", "marginRight": "16px"}))  # fmt: skip
+    fingerprint = data.frontier_fingerprint(ctx.db, study)  # before the figure: a change after it shows next tick
     figure, summary, running = build(ctx, study, {})
     return html.Div([
         dcc.Store(id="study-name", data=study),
+        dcc.Store(id="frontier-fingerprint", data=fingerprint),
         html.H2(f"Stability frontier: {study}"),
         html.Div(controls),
         html.Div(summary, id="boundary-box"),
@@ -67,12 +70,19 @@ def layout(ctx, query):
 def register(app, ctx):
     @app.callback(
         Output("frontier-graph", "figure"), Output("boundary-box", "children"), Output("frontier-interval", "disabled"),
+        Output("frontier-fingerprint", "data"),
         Input("slice-gamma", "value"), Input("slice-ratio", "value"), Input("slice-clip", "value"),
-        Input("frontier-interval", "n_intervals"), State("study-name", "data"), prevent_initial_call=True,
+        Input("frontier-interval", "n_intervals"), State("study-name", "data"), State("frontier-fingerprint", "data"),
+        prevent_initial_call=True,
     )  # fmt: skip
-    def _update(gamma, ratio, clip, _n, study):
+    def _update(gamma, ratio, clip, _n, study, shown):
+        # A live study's page polls every refresh period; it redraws only when the members, their
+        # outcomes, the study's status or its boundary fit changed (a 10,000-member figure is 1.7 MB).
+        fingerprint = data.frontier_fingerprint(ctx.db, study)
+        if callback_context.triggered_id == "frontier-interval" and fingerprint == shown:
+            raise PreventUpdate  # HTTP 204: nothing is sent, nothing redrawn
         figure, summary, running = build(ctx, study, _slices({"gamma": gamma, "ratio": ratio, "clip": clip}))
-        return figure, summary, not running
+        return figure, summary, not running, fingerprint
 
     @app.callback(Output("member-box", "children"), Input("frontier-graph", "clickData"), prevent_initial_call=True)
     def _member(click):
