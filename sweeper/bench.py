@@ -67,7 +67,8 @@ def bench(*, width=256, depth=2, members=8, batch_size=32, batches=10, reference
                         train=TrainConfig(updater=updater, batch_size=batch_size, batches=total,
                                           metrics_every=metrics_every, reset_every=reset_every, device=device,
                                           stop_on_explosion=False))
-        steps_per_batch = members * batch_size * t.seq_len
+        steps_per_batch = members * batch_size * t.seq_len  # the engine's; the reference trains one member
+        ref_steps_per_batch = batch_size * t.seq_len
 
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -91,7 +92,7 @@ def bench(*, width=256, depth=2, members=8, batch_size=32, batches=10, reference
             if ref is not None:
                 f = _timed(ref.train_batch, reference_batches, "cpu")
                 ref_s += f
-                ratios.append((steps_per_batch * batches / e) / (batch_size * t.seq_len * reference_batches / f))
+                ratios.append((steps_per_batch * batches / e) / (ref_steps_per_batch * reference_batches / f))
         engine_rate = steps_per_batch * batches * rounds / engine_s
         eph_bytes = sum(E.element_size() * E.numel() for E in pop.E) / (pop.size * batch_size)
         backend = pop.layout[0].backend if pop.layout else "-"
@@ -108,7 +109,7 @@ def bench(*, width=256, depth=2, members=8, batch_size=32, batches=10, reference
         }
         if ref is not None:
             result.update({
-                "reference_member_steps_per_s": batch_size * t.seq_len * reference_batches * rounds / ref_s,
+                "reference_member_steps_per_s": ref_steps_per_batch * reference_batches * rounds / ref_s,
                 "speedup": statistics.median(ratios),
                 "speedup_rounds": ratios,
                 "reference_eph_state_bytes_per_sequence": sum(E.element_size() * E.numel() for E in ref.E) / batch_size,

@@ -61,7 +61,7 @@ def create_app(url: str | None = None, *, token: str | None = None, refresh_ms: 
     )  # fmt: skip
     # dcc.Graph fetches plotly.js only once a graph is on the page (after the routing callback);
     # preloading it lets the browser fetch and compile it while the callback runs.
-    preload = '<link rel="preload" as="script" href="/_dash-component-suites/plotly/package_data/plotly.min.js">'
+    preload = f'<link rel="preload" as="script" href="{plotly_bundle.PLOTLY_URL_SUFFIX}">'
     app.index_string = app.index_string.replace("{%css%}", "{%css%}" + preload + "<style>" + CSS + "</style>")
     app.layout = html.Div([dcc.Location(id="url"), html.Div(id="nav"), html.Div(id="page")])
     security.guard(app.server, token)  # first: every other hook and route runs only for allowed requests

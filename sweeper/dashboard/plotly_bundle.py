@@ -9,9 +9,11 @@ build`); it evaluates in about 0.2 s.
 `install(server)` serves it at the URL dcc.Graph loads plotly.js from, so the dashboard's pages get it
 instead of the full one. That URL is what Dash's renderer hands dcc.Graph when it serves its own
 scripts; tests/test_plotly_bundle.py checks in Chromium that the plotly.js running is the bundle, so a
-Dash release that moves it fails there rather than silently loading the full one. It is used only when its plotly.js version is the one the installed plotly
-package ships (the figures' JSON is written for that version); otherwise, or when the file is missing,
-the dashboard serves the full plotly.min.js as Dash does (`sweeper dashboard` says why).
+Dash release that moves it fails there rather than silently loading the full one.
+
+The bundle is used only when its plotly.js version is the one the installed plotly package ships
+(the figures' JSON is written for that version); otherwise, or when the file is missing, the
+dashboard serves the full plotly.min.js as Dash does (`sweeper dashboard` says why).
 
 The self-contained report (`sweeper report`) embeds the full plotly.js: it is opened rarely and offline,
 where a second saved does not matter and any trace type must draw.

@@ -53,7 +53,7 @@ def frontier_view(db, study: str, slices: dict | None = None) -> FrontierView:
 
 def warm_up() -> None:
     """Build a frontier figure of made-up members once, so a server's first visitor does not wait for
-    the imports and Plotly validators a first figure loads (a quarter of a second on a small machine)."""
+    the imports and Plotly validators a first figure loads (about 0.1 s on a small machine)."""
     n = figures.WEBGL_ABOVE + 1  # Scattergl, the trace type of a large study
     ones = np.ones(n)
     members = {c: ones for c in data.FRONTIER_COLUMNS}
