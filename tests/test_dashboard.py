@@ -175,14 +175,21 @@ def test_cli_refuses_public_host_without_token(study_db):
     assert "refusing to bind to 0.0.0.0" in result.stderr and "--token" in result.stderr
 
 
-def _route(client, path, search, headers=None):
+def _callback(client, outputs, inputs, changed, state=(), headers=None):
+    """POST one Dash callback as the browser does: `outputs` [(id, prop)], `inputs`/`state` [(id, prop, value)]."""
     body = {
-        "output": "..nav.children...page.children..",
-        "outputs": [{"id": "nav", "property": "children"}, {"id": "page", "property": "children"}],
-        "inputs": [{"id": "url", "property": "pathname", "value": path}, {"id": "url", "property": "search", "value": search}],
-        "changedPropIds": ["url.pathname"],
-    }  # fmt: skip
+        "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+        "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+        "changedPropIds": [changed],
+    }
     return client.post("/_dash-update-component", json=body, headers=headers or {})
+
+
+def _route(client, path, search, headers=None):
+    return _callback(client, [("nav", "children"), ("page", "children")],
+                     [("url", "pathname", path), ("url", "search", search)], "url.pathname", headers=headers)  # fmt: skip
 
 
 def test_token_is_required_on_every_request(study_db):
@@ -213,18 +220,10 @@ def test_loopback_only_without_token_and_no_cross_origin_posts(study_db):
 def _frontier_tick(client, study, shown, trigger="frontier-interval.n_intervals", clip="all"):
     outputs = [("frontier-graph", "figure"), ("boundary-box", "children"), ("frontier-interval", "disabled"),
                ("frontier-fingerprint", "data")]  # fmt: skip
-    body = {
-        "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
-        "outputs": [{"id": i, "property": p} for i, p in outputs],
-        "inputs": [{"id": "slice-gamma", "property": "value", "value": "all"},
-                   {"id": "slice-ratio", "property": "value", "value": "all"},
-                   {"id": "slice-clip", "property": "value", "value": clip},
-                   {"id": "frontier-interval", "property": "n_intervals", "value": 1}],
-        "state": [{"id": "study-name", "property": "data", "value": study},
-                  {"id": "frontier-fingerprint", "property": "data", "value": shown}],
-        "changedPropIds": [trigger],
-    }  # fmt: skip
-    return client.post("/_dash-update-component", json=body)
+    inputs = [("slice-gamma", "value", "all"), ("slice-ratio", "value", "all"), ("slice-clip", "value", clip),
+              ("frontier-interval", "n_intervals", 1)]  # fmt: skip
+    state = [("study-name", "data", study), ("frontier-fingerprint", "data", shown)]
+    return _callback(client, outputs, inputs, trigger, state)
 
 
 def test_live_frontier_redraws_only_when_its_data_changed(db_url):
