@@ -51,6 +51,8 @@ def cmd_dashboard(args) -> int:
     from sweeper.dashboard import security
     from sweeper.db import StorageError
 
+    if not 1 <= args.port <= 65535:  # before anything starts (Flask would raise an AssertionError)
+        return _fail("--port", f"got {args.port}; expected an integer in [1, 65535]")
     try:
         security.check_bind(args.host, args.token)
     except security.BindRefused as e:

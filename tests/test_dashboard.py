@@ -175,6 +175,15 @@ def test_cli_refuses_public_host_without_token(study_db):
     assert "refusing to bind to 0.0.0.0" in result.stderr and "--token" in result.stderr
 
 
+@pytest.mark.parametrize("port", ["0", "99999"])
+def test_cli_refuses_a_port_out_of_range_naming_the_range(port, capsys):
+    from sweeper.cli import main
+
+    assert main(["dashboard", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert f"--port: got {port}; expected an integer in [1, 65535]" in err and "Traceback" not in err
+
+
 def _callback(client, outputs, inputs, changed, state=(), headers=None):
     """POST one Dash callback as the browser does: `outputs` [(id, prop)], `inputs`/`state` [(id, prop, value)]."""
     body = {
