@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import math
 import multiprocessing
+import sqlite3
 import struct
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -44,6 +46,7 @@ from sweeper.db import (
     run_readonly_query,
     upgrade,
 )
+from sweeper.db.engine import _enter_wal, make_engine
 from sweeper.db.migrate import current_revision, head_revision, include_name
 from sweeper.db.models import VERSION_TABLE
 from sweeper.db.types import from_strict_json, to_strict_json
@@ -293,6 +296,48 @@ def _upgrade_in_child(url: str, barrier, errors) -> None:
     except BaseException:
         errors.put(traceback.format_exc())
         raise
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """A rollback-journal file with another connection mid-write (RESERVED lock): the state in which
+    SQLite refuses `PRAGMA journal_mode = WAL` at once, without calling the busy handler."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    return holder
+
+
+def test_a_connection_waits_for_a_writer_before_switching_the_file_to_wal(tmp_path):
+    path = tmp_path / "race.sqlite3"
+    holder = _hold_write_lock(path)
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    engine = make_engine(parse_url(f"sqlite:///{path}"))
+    start = time.monotonic()
+    release.start()
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+    finally:
+        release.join()
+        engine.dispose()
+        holder.close()
+    assert time.monotonic() - start >= 0.4  # it waited for the writer instead of failing at once
+
+
+def test_the_switch_to_wal_gives_up_after_its_timeout(tmp_path):
+    path = tmp_path / "race.sqlite3"
+    holder = _hold_write_lock(path)
+    waiter = sqlite3.connect(path, isolation_level=None)
+    start = time.monotonic()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            _enter_wal(waiter.cursor(), timeout_s=0.3)
+        assert 0.3 <= time.monotonic() - start < 5
+    finally:
+        waiter.close()
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_concurrent_upgrades_of_a_blank_database_all_succeed(db_url):
