@@ -47,6 +47,21 @@ def _fail(field: str, message: str) -> int:
     return 2
 
 
+def _cannot_bind(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port now (None if it can), checked before the app is
+    built, so that a taken port is named at once and not after the "serving on" line."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+            probe.bind(address)
+    except OSError as e:
+        return f"cannot listen on {host}:{port}: {e.strerror or e}; pick another port with --port"
+    return None
+
+
 def cmd_dashboard(args) -> int:
     from sweeper.dashboard import security
     from sweeper.db import StorageError
@@ -57,6 +72,9 @@ def cmd_dashboard(args) -> int:
         security.check_bind(args.host, args.token)
     except security.BindRefused as e:
         return _fail("--host" if "refusing" in str(e) else "--token", str(e))
+    taken = _cannot_bind(args.host, args.port)
+    if taken:
+        return _fail("--port", taken)
     from sweeper.dashboard.app import create_app
 
     try:

@@ -184,6 +184,22 @@ def test_cli_refuses_a_port_out_of_range_naming_the_range(port, capsys):
     assert f"--port: got {port}; expected an integer in [1, 65535]" in err and "Traceback" not in err
 
 
+def test_cli_refuses_a_port_in_use_before_building_the_app(tmp_path, capsys):
+    import socket
+
+    from sweeper.cli import main
+
+    missing = tmp_path / "none.sqlite3"  # --storage is checked after the port: its error must not show
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["dashboard", "--port", str(port), "--storage", f"sqlite:///{missing}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--port: cannot listen on 127.0.0.1:{port}" in err and "in use" in err and "--storage" not in err
+    assert not missing.exists()
+
+
 def _callback(client, outputs, inputs, changed, state=(), headers=None):
     """POST one Dash callback as the browser does: `outputs` [(id, prop)], `inputs`/`state` [(id, prop, value)]."""
     body = {
