@@ -85,6 +85,41 @@ def test_frontier_info_has_every_member_and_cell_rates_match_outcomes(rodb):
         frontier_info(rodb, "toy", {"lr; DROP TABLE sw_members": 1.0})
 
 
+def test_frontier_columns_read_raw_equal_the_typed_values(db_url):
+    """frontier_info reads its columns without SQLAlchemy's type processing; every value must equal
+    what the typed ORM read gives: NaN, +inf, -0.0 and missing values included, on both backends."""
+    import sqlalchemy as sa
+
+    from sweeper.dashboard.data import FRONTIER_COLUMNS, frontier_info, open_readonly
+    from sweeper.db import Member, Outcome, open_db, upgrade
+
+    upgrade(db_url)
+    db = open_db(db_url)
+    make_study(db, "typed", members=40, steps=2)
+    with db.session() as s:  # every awkward value in some float column
+        first = s.scalars(sa.select(Member).order_by(Member.id).limit(3)).all()
+        first[0].final_loss, first[0].baseline, first[0].clip = math.nan, None, math.inf
+        first[1].final_loss, first[1].eval_mem_acc, first[1].outcome = -math.inf, -0.0, Outcome.STOPPED_EARLY
+        first[2].stop_step, first[2].explode_step = 7, None
+    with db.read_session() as s:
+        typed = s.execute(sa.select(*(getattr(Member, c) for c in FRONTIER_COLUMNS)).order_by(Member.id)).all()
+    db.dispose()
+    ro = open_readonly(db_url)
+    m = frontier_info(ro, "typed")["members"]
+    ro.dispose()
+    order = np.argsort(m["id"])
+    for j, column in enumerate(FRONTIER_COLUMNS):
+        got = m[column][order]
+        if column in ("outcome", "id", "seed", "steps_done"):
+            assert got.tolist() == [row[j].value if column == "outcome" else row[j] for row in typed], column
+        else:
+            want = np.array([math.nan if row[j] is None else row[j] for row in typed], dtype=np.float64)
+            np.testing.assert_array_equal(got, want, err_msg=column)  # NaN equals NaN here
+            assert np.array_equal(np.signbit(got), np.signbit(want)), column  # -0.0 kept
+    assert m["final_loss"][order][1] == -math.inf and math.isnan(m["final_loss"][order][0])
+    assert m["clip"][order][0] == math.inf and math.isnan(m["baseline"][order][0])
+
+
 def test_member_and_overlay_traces_are_downsampled(rodb):
     from sweeper.dashboard.data import frontier_info, member_info, overlay_info
 
