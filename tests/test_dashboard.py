@@ -120,6 +120,32 @@ def test_frontier_columns_read_raw_equal_the_typed_values(db_url):
     assert m["clip"][order][0] == math.inf and math.isnan(m["baseline"][order][0])
 
 
+def test_frontier_figure_sends_float32_unless_an_id_or_seed_would_lose_digits(rodb):
+    import base64
+
+    from sweeper.dashboard.data import frontier_info
+    from sweeper.dashboard.figures import frontier_figure
+
+    info = frontier_info(rodb, "toy")
+
+    def points(info):
+        trace = next(t for t in frontier_figure(info).to_dict()["data"] if t.get("meta") == "stable")
+        custom = trace["customdata"]
+        dtype = np.float32 if custom["dtype"] == "f4" else np.float64
+        return trace["x"]["dtype"], np.frombuffer(base64.b64decode(custom["bdata"]), dtype).reshape(-1, 11)
+
+    dtype, custom = points(info)
+    stable = info["members"]["outcome"] == "stable"
+    assert dtype == "f4" and custom[:, 0].tolist() == info["members"]["id"][stable].tolist()
+    np.testing.assert_allclose(custom[:, 1], info["members"]["lr"][stable], rtol=5e-5)  # 5 significant digits (hover shows 3)
+    mid = {**info, "members": {**info["members"], "id": info["members"]["id"] + 123_456}}  # hover showed 123460
+    dtype, custom = points(mid)
+    assert dtype == "f4" and custom[:, 0].tolist() == mid["members"]["id"][stable].tolist()  # exact
+    big = {**info, "members": {**info["members"], "id": info["members"]["id"] + 2**24 + 1}}
+    dtype, custom = points(big)
+    assert dtype == "f8" and custom[:, 0].tolist() == big["members"]["id"][stable].tolist()  # exact
+
+
 def test_member_and_overlay_traces_are_downsampled(rodb):
     from sweeper.dashboard.data import frontier_info, member_info, overlay_info
 
@@ -288,7 +314,7 @@ def _frontier_tick(client, study, shown, trigger="frontier-interval.n_intervals"
 
 def test_live_frontier_redraws_only_when_its_data_changed(db_url):
     """A running study's frontier polls every refresh period; an unchanged study sends nothing back
-    (HTTP 204, no 1.7 MB figure), a changed outcome or a new boundary fit sends the new figure."""
+    (HTTP 204, no 1.0 MB figure), a changed outcome or a new boundary fit sends the new figure."""
     import sqlalchemy as sa
 
     from sweeper.dashboard import create_app
@@ -448,6 +474,12 @@ def test_frontier_shows_every_member_and_a_click_opens_its_traces(server, page, 
     }""")  # fmt: skip
     page.mouse.move(target["x"], target["y"])
     page.wait_for_selector(".hoverlayer .hovertext")
+    hover = page.evaluate("() => [...document.querySelectorAll('.hoverlayer .hovertext tspan.line')].map(l => l.textContent).join(' / ')")
+    with rodb.read_session() as s:  # the hover shows this member's config and result, as stored
+        member = s.get(Member, int(target["id"]))
+    assert f"member {member.id} (exploded)" in hover, hover
+    assert f"seed {member.seed}" in hover and f"steps {member.steps_done}, exploded at {member.explode_step}" in hover
+    assert f"lr {member.lr:#.3g}, " in hover and f"gamma {member.gamma:#.3g}, " in hover, hover  # d3's .3g
     page.mouse.click(target["x"], target["y"])
     page.wait_for_selector("#member-graph .main-svg")
     assert f"member {int(target['id'])}" in page.inner_text("#member-detail")

@@ -156,7 +156,7 @@ def frontier_fingerprint(db: Database, name: str) -> list:
     member count, largest member id, outcome counts and steps done, and its newest boundary fit.
 
     One aggregate query over the study's members, so a live page can poll it every few seconds and
-    rebuild its figure (1.7 MB for 10,000 members) only when it differs.
+    rebuild its figure (1.0 MB for 10,000 members) only when it differs.
     """
     from sweeper.db.models import BoundaryFit
 

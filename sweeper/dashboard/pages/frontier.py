@@ -77,7 +77,7 @@ def register(app, ctx):
     )  # fmt: skip
     def _update(gamma, ratio, clip, _n, study, shown):
         # A live study's page polls every refresh period; it redraws only when the members, their
-        # outcomes, the study's status or its boundary fit changed (a 10,000-member figure is 1.7 MB).
+        # outcomes, the study's status or its boundary fit changed (a 10,000-member figure is 1.0 MB).
         fingerprint = data.frontier_fingerprint(ctx.db, study)
         if callback_context.triggered_id == "frontier-interval" and fingerprint == shown:
             raise PreventUpdate  # HTTP 204: nothing is sent, nothing redrawn
