@@ -346,6 +346,64 @@ def test_live_frontier_redraws_only_when_its_data_changed(db_url):
     db.dispose()
 
 
+def test_frontier_views_are_prefetched_and_reused_while_their_data_is_unchanged(db_url, monkeypatch):
+    import sqlalchemy as sa
+
+    from sweeper.dashboard import create_app, views
+    from sweeper.db import Member, Outcome, open_db, upgrade
+
+    upgrade(db_url)
+    db = open_db(db_url)
+    make_study(db, "cached", members=60, steps=3)
+    built = []
+    real_view = views.frontier_view
+
+    def counted(*args, **kwargs):  # the real build, counted
+        built.append(args[1:])
+        return real_view(*args, **kwargs)
+
+    monkeypatch.setattr(views, "frontier_view", counted)
+    app = create_app(db_url, token=TOKEN)
+    cache, client = app.sweeper_context.frontier_cache, app.server.test_client()
+
+    def settle():  # wait for the prefetch thread's queue to drain
+        if cache._pool is not None:
+            cache._pool.submit(lambda: None).result(timeout=60)
+
+    assert client.get("/frontier?study=cached").status_code == 401  # no token: nothing is built
+    settle()
+    assert built == []
+    assert client.get(f"/frontier?study=cached&token={TOKEN}").status_code == 200  # the page's HTML
+    settle()
+    assert built == [("cached", {})]  # built in the background, before any callback asked
+    page = _route(client, "/frontier", "?study=cached", headers={"X-Sweeper-Token": TOKEN})
+    assert page.status_code == 200 and "frontier-graph" in page.get_data(as_text=True)
+    assert len(built) == 1  # the routing callback found it ready
+    fingerprint, first = cache.get("cached")
+    assert cache.get("cached", {"gamma": None})[1] is first and len(built) == 1
+    assert cache.get("cached", {"clip": math.inf})[1] is not first and len(built) == 2  # a slice is its own view
+
+    with db.session() as s:  # an outcome changes: the fingerprint changes, and the view is rebuilt
+        one = s.scalar(sa.select(sa.func.min(Member.id)).where(Member.outcome == Outcome.STABLE))
+        s.execute(sa.update(Member).where(Member.id == one).values(outcome=Outcome.EXPLODED))
+    changed, view = cache.get("cached")
+    assert changed != fingerprint and view is not first and len(built) == 3
+    exploded = [sum(len(t.ids) for t in v.figure.data if t.meta == "exploded") for v in (first, view)]
+    assert exploded[1] == exploded[0] + 1  # the new figure shows the change
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(views, "frontier_view", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        cache.get("cached", {"gamma": 0.5})
+    monkeypatch.setattr(views, "frontier_view", counted)
+    assert cache.get("cached", {"gamma": 0.5})[1].members > 0  # a failed build is not kept
+    assert client.get(f"/frontier?study=nosuch&token={TOKEN}").status_code == 200
+    settle()  # the prefetch of an unknown study fails quietly; the page says so itself
+    db.dispose()
+
+
 @pytest.mark.parametrize("path", ["/", "/frontier", "/overlay", "/importance", "/parallel", "/table", "/member"])
 def test_every_page_serves_strict_json_despite_nan_and_inf(study_db, rodb, path):
     from sweeper.dashboard import create_app

@@ -13,10 +13,12 @@ from __future__ import annotations
 from urllib.parse import parse_qs, quote
 
 from dash import Dash, Input, Output, dcc, html
+from flask import request
 
 from sweeper.dashboard import plotly_bundle, security, views
 from sweeper.dashboard.data import open_readonly
 from sweeper.dashboard.pages import Context, page_modules
+from sweeper.dashboard.pages import frontier as frontier_page
 from sweeper.db import StudyNotFound
 
 CSS = """
@@ -66,6 +68,12 @@ def create_app(url: str | None = None, *, token: str | None = None, refresh_ms: 
     app.layout = html.Div([dcc.Location(id="url"), html.Div(id="nav"), html.Div(id="page")])
     security.guard(app.server, token)  # first: every other hook and route runs only for allowed requests
     app.sweeper_partial_plotly = partial_plotly and plotly_bundle.install(app.server)
+    ctx.frontier_cache = views.FrontierCache(ctx.db)
+
+    @app.server.before_request
+    def _prefetch_frontier():  # a frontier page's HTML: build its figure while the browser runs the scripts
+        if request.method == "GET" and request.path == frontier_page.PATH and request.args.get("study"):
+            ctx.frontier_cache.prefetch(request.args["study"])
 
     @app.callback(Output("nav", "children"), Output("page", "children"), Input("url", "pathname"), Input("url", "search"))
     def _route(pathname, search):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +53,61 @@ def frontier_view(db, study: str, slices: dict | None = None) -> FrontierView:
     title = f"{study}: {m['id'].size} members" + (f" ({sliced})" if sliced else "")
     figure = figures.frontier_figure(info, p, grid, title=title)
     return FrontierView(figure, fit, note, meta.status == "RUNNING", int(m["id"].size))
+
+
+class FrontierCache:
+    """The newest frontier views of one server, keyed by study, slice and fingerprint; and a prefetch.
+
+    The key holds `data.frontier_fingerprint` (taken before the view is built), so a view is reused
+    only while what it shows is unchanged. `prefetch(study)` builds the full-study view in a
+    background thread: the server calls it when a browser asks for a frontier page's HTML, so the
+    view is being built while the browser loads and runs the scripts, and the routing callback that
+    asks for it about half a second later mostly finds it ready. A view being built is awaited, not
+    built twice; a failed build is not kept.
+    """
+
+    def __init__(self, db, size: int = 8):
+        self._db = db
+        self._size = size
+        self._lock = threading.Lock()
+        self._views: OrderedDict[tuple, Future] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def get(self, study: str, slices: dict | None = None) -> tuple[list, FrontierView]:
+        """(fingerprint, view) of `study`'s frontier for `slices`; built unless already cached."""
+        fingerprint = data.frontier_fingerprint(self._db, study)  # raises StudyNotFound
+        slices = {axis: v for axis, v in (slices or {}).items() if v is not None}
+        key = (study, json.dumps(sorted(slices.items())), json.dumps(fingerprint))
+        with self._lock:
+            future = self._views.get(key)
+            building = future is None
+            if building:
+                future = self._views[key] = Future()
+                while len(self._views) > self._size:
+                    self._views.popitem(last=False)
+            else:
+                self._views.move_to_end(key)
+        if building:
+            try:
+                future.set_result(frontier_view(self._db, study, slices))
+            except BaseException as e:
+                with self._lock:
+                    if self._views.get(key) is future:
+                        del self._views[key]
+                future.set_exception(e)
+        return fingerprint, future.result()
+
+    def prefetch(self, study: str) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-frontier-prefetch")
+        self._pool.submit(self._build_quietly, study)
+
+    def _build_quietly(self, study: str) -> None:
+        try:
+            self.get(study)
+        except Exception:  # noqa: BLE001 (the visit's own callback reports the error to the user)
+            pass
 
 
 def warm_up() -> None:

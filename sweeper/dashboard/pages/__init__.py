@@ -19,6 +19,8 @@ class Context:
     db: Database
     refresh_ms: int = 2000
     token_param: dict = field(default_factory=dict)
+    frontier_cache: object = None
+    """The server's `views.FrontierCache` (set by `create_app`)."""
 
 
 def page_modules():

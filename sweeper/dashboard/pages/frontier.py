@@ -23,8 +23,8 @@ def _slices(values: dict) -> dict:
 
 
 def build(ctx, study: str, slices: dict) -> tuple:
-    """(figure, boundary summary component, whether the study is still running)."""
-    view = views.frontier_view(ctx.db, study, slices)
+    """(figure, boundary summary component, whether the study is still running, fingerprint)."""
+    fingerprint, view = ctx.frontier_cache.get(study, slices)
     if isinstance(view.fit, optional.Missing):
         summary = html.P(view.fit.reason, id="boundary-missing", className="note")
     else:
@@ -36,7 +36,7 @@ def build(ctx, study: str, slices: dict) -> tuple:
             html.Details([html.Summary("every stored number"), html.Div(details, className="note")]),
             html.Div(view.note, className="note"),
         ], id="boundary-summary")  # fmt: skip
-    return view.figure, summary, view.running
+    return view.figure, summary, view.running, fingerprint
 
 
 def layout(ctx, query):
@@ -51,8 +51,7 @@ def layout(ctx, query):
         controls.append(html.Label([f"{axis} ", dcc.Dropdown(id=f"slice-{axis}", options=options, value="all",
                                                               clearable=False, style={"width": "140px"})],
                                    style={"display": "inline-block", "marginRight": "16px"}))  # fmt: skip
-    fingerprint = data.frontier_fingerprint(ctx.db, study)  # before the figure: a change after it shows next tick
-    figure, summary, running = build(ctx, study, {})
+    figure, summary, running, fingerprint = build(ctx, study, {})
     return html.Div([
         dcc.Store(id="study-name", data=study),
         dcc.Store(id="frontier-fingerprint", data=fingerprint),
@@ -81,7 +80,8 @@ def register(app, ctx):
         fingerprint = data.frontier_fingerprint(ctx.db, study)
         if callback_context.triggered_id == "frontier-interval" and fingerprint == shown:
             raise PreventUpdate  # HTTP 204: nothing is sent, nothing redrawn
-        figure, summary, running = build(ctx, study, _slices({"gamma": gamma, "ratio": ratio, "clip": clip}))
+        slices = _slices({"gamma": gamma, "ratio": ratio, "clip": clip})
+        figure, summary, running, fingerprint = build(ctx, study, slices)
         return figure, summary, not running, fingerprint
 
     @app.callback(Output("member-box", "children"), Input("frontier-graph", "clickData"), prevent_initial_call=True)
