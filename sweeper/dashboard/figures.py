@@ -28,6 +28,13 @@ JITTER_DECADES = 0.03
 """Seeds of one configuration share a point; each is moved by up to +-half this (log10 units)."""
 
 
+HOVER_COLUMNS = ("id", "lr", "plasticity", "ratio", "gamma", "clip", "seed", "steps_done", "explode_step",
+                 "final_loss", "eval_mem_acc")
+"""A frontier point's customdata, in this order (its hover template indexes it)."""
+WHOLE_COLUMNS = ("id", "seed", "steps_done", "explode_step")
+"""The whole numbers among them: shown exactly, never rounded."""
+
+
 def _nulls(values) -> np.ndarray:
     """Floats as a numpy array: Plotly's JSON encoder writes NaN and +-inf as null (strict JSON), and
     validating an array is far cheaper than validating a list of 10,000 numbers."""
@@ -60,8 +67,7 @@ def frontier_figure(info: dict, p_stable: np.ndarray | None = None, grid: tuple 
     """Members as points (one trace per outcome), per-cell explosion rate beneath, P(stable) contours.
 
     Each point's id is its member id (what a click reports: dcc.Graph drops a binary customdata row
-    from click events); its customdata, for the hover text, is [member id, lr, plasticity, ratio, gamma, clip or null, seed,
-    steps_done, explode_step, final_loss, eval_mem_acc]; the member id is what a click selects.
+    from click events); its customdata, for the hover text, is its `HOVER_COLUMNS`.
     """
     m = info["members"]
     fig = go.Figure()
@@ -94,16 +100,13 @@ def frontier_figure(info: dict, p_stable: np.ndarray | None = None, grid: tuple 
     scatter = go.Scattergl if n > WEBGL_ABOVE else go.Scatter
     x = np.log10(m["lr"]) + JITTER_DECADES * (((m["seed"] * 0.6180339887) % 1.0) - 0.5)
     y = np.log10(m["plasticity"]) + JITTER_DECADES * (((m["seed"] * 0.7548776662) % 1.0) - 0.5)
-    custom = np.column_stack([  # (members, 11) floats
-        m["id"], m["lr"], m["plasticity"], m["ratio"], m["gamma"], m["clip"], m["seed"], m["steps_done"],
-        m["explode_step"], m["final_loss"], m["eval_mem_acc"],
-    ]) if n else np.zeros((0, 11))  # fmt: skip
-    real = [1, 2, 3, 4, 5, 9, 10]  # what hover shows of the reals: 5 significant digits (ids, seeds, steps stay exact)
-    custom[:, real] = _round(custom[:, real], 5)
-    whole = (m["id"], m["seed"], m["steps_done"])  # explode_step <= steps_done
-    if n and max(np.abs(w).max() for w in whole) < 2**24:  # whole numbers float32 holds exactly
-        # float32 halves the binary arrays Plotly sends (a 10,000-member figure: 1.75 -> 0.98 MB); its
-        # 7 significant digits are more than hover shows, and far finer than a pixel on the axes.
+    custom = np.column_stack([m[c] for c in HOVER_COLUMNS]) if n else np.zeros((0, len(HOVER_COLUMNS)))
+    real = [i for i, c in enumerate(HOVER_COLUMNS) if c not in WHOLE_COLUMNS]
+    custom[:, real] = _round(custom[:, real], 5)  # what hover shows of the reals; whole numbers stay exact
+    if n and max(np.abs(m[c]).max() for c in ("id", "seed", "steps_done")) < 2**24:  # explode_step <= steps_done
+        # float32 holds these whole numbers exactly and halves the binary arrays Plotly sends (a
+        # 10,000-member figure: 1.75 -> 0.98 MB); its 7 significant digits are more than hover shows,
+        # and far finer than a pixel on the axes.
         custom, x, y = custom.astype(np.float32), x.astype(np.float32), y.astype(np.float32)
     hover = (
         "<b>member %{customdata[0]}</b> (%{meta})<br>lr %{customdata[1]:.3g}, plasticity %{customdata[2]:.3g}<br>"
