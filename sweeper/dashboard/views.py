@@ -73,9 +73,11 @@ class FrontierCache:
         self._views: OrderedDict[tuple, Future] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
 
-    def get(self, study: str, slices: dict | None = None) -> tuple[list, FrontierView]:
-        """(fingerprint, view) of `study`'s frontier for `slices`; built unless already cached."""
-        fingerprint = data.frontier_fingerprint(self._db, study)  # raises StudyNotFound
+    def get(self, study: str, slices: dict | None = None, fingerprint: list | None = None) -> tuple[list, FrontierView]:
+        """(fingerprint, view) of `study`'s frontier for `slices`; built unless already cached.
+        `fingerprint`: the study's, if the caller just took it (it must be taken before the view)."""
+        if fingerprint is None:
+            fingerprint = data.frontier_fingerprint(self._db, study)  # raises StudyNotFound
         slices = {axis: v for axis, v in (slices or {}).items() if v is not None}
         key = (study, json.dumps(sorted(slices.items())), json.dumps(fingerprint))
         with self._lock:

@@ -22,9 +22,9 @@ def _slices(values: dict) -> dict:
     return {axis: (None if v in (None, "all") else float(v)) for axis, v in values.items()}
 
 
-def build(ctx, study: str, slices: dict) -> tuple:
+def build(ctx, study: str, slices: dict, fingerprint: list | None = None) -> tuple:
     """(figure, boundary summary component, whether the study is still running, fingerprint)."""
-    fingerprint, view = ctx.frontier_cache.get(study, slices)
+    fingerprint, view = ctx.frontier_cache.get(study, slices, fingerprint)
     if isinstance(view.fit, optional.Missing):
         summary = html.P(view.fit.reason, id="boundary-missing", className="note")
     else:
@@ -81,7 +81,7 @@ def register(app, ctx):
         if callback_context.triggered_id == "frontier-interval" and fingerprint == shown:
             raise PreventUpdate  # HTTP 204: nothing is sent, nothing redrawn
         slices = _slices({"gamma": gamma, "ratio": ratio, "clip": clip})
-        figure, summary, running, fingerprint = build(ctx, study, slices)
+        figure, summary, running, _ = build(ctx, study, slices, fingerprint)
         return figure, summary, not running, fingerprint
 
     @app.callback(Output("member-box", "children"), Input("frontier-graph", "clickData"), prevent_initial_call=True)
