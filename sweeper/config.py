@@ -7,6 +7,7 @@ value raises `ConfigError` naming the field and the allowed range before any com
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -18,12 +19,8 @@ OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
 
 
-class ConfigError(ValueError):
+class ConfigError(SweeperError, ValueError):
     """A configuration value is out of range or inconsistent. `field` names it."""
-
-    def __init__(self, field_name: str, message: str):
-        self.field = field_name
-        super().__init__(f"{field_name}: {message}")
 
 
 def _is_number(value: Any) -> bool:

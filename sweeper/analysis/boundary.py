@@ -32,6 +32,7 @@ NaN or infinity anywhere: what cannot be computed is null).
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -52,8 +53,10 @@ PAYLOAD_FORMAT = 1
 Z95 = 1.959963984540054
 
 
-class BoundaryError(ValueError):
+class BoundaryError(SweeperError, ValueError):
     """The study cannot support a boundary fit; the message says what is missing."""
+
+    field_default = "study"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import hmac
 import ipaddress
 from urllib.parse import urlsplit
@@ -21,8 +22,10 @@ PARAM = "token"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
-class BindRefused(ValueError):
+class BindRefused(SweeperError, ValueError):
     """Binding to a non-loopback address without a token."""
+
+    field_default = "--host"
 
 
 def is_loopback(host: str) -> bool:

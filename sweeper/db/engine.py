@@ -39,6 +39,7 @@ transactions. An engine holds pooled connections: after `fork()` open a new `Dat
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import functools
 import json
 import os
@@ -60,8 +61,10 @@ BUSY_TIMEOUT_S = 30.0
 URL_FORMS = "sqlite:///PATH or postgresql+psycopg://USER@HOST[:PORT]/DBNAME"
 
 
-class StorageError(RuntimeError):
+class StorageError(SweeperError, RuntimeError):
     """The storage URL is malformed, or the database cannot be used as it is."""
+
+    field_default = "--storage"
 
 
 def default_url() -> str:

@@ -15,6 +15,7 @@ parameters, never as SQL text), so a filter cannot inject anything.
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import csv
 import math
 import os
@@ -32,8 +33,10 @@ OPS = ("=", "!=", "<", "<=", ">", ">=")
 _MAX_KNOWN = 10
 
 
-class StudyNotFound(LookupError):
+class StudyNotFound(SweeperError, LookupError):
     """No study of that name in the database. The message lists the studies there are (up to 10)."""
+
+    field_default = "study"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ until it has all its packs.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import sys
@@ -57,28 +56,6 @@ def plan_fixed_packs(spec) -> list[list[dict]]:
             for i in range(0, len(points), k)]
 
 
-def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None) -> bool:
-    """Connect to `address`, or start a private local Ray bound to loopback. True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "include_dashboard": False}
-    if address:
-        ray.init(address=address, **quiet)
-        return True
-    # address="local": never attach to some other cluster by accident. Loopback only: a Ray head
-    # accepts code from anyone who can reach it.
-    # Ray itself turns 127.0.0.1 into the routable address unless sweeper.cluster.loopback_only() ran
-    # before Ray was imported (`sweeper submit` does it); say so rather than listen on the network quietly.
-    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address="127.0.0.1", **quiet)
-    if not ray.util.get_node_ip_address().startswith("127."):
-        logging.getLogger(__name__).warning(
-            "the local Ray listens on %s, not only on loopback: call sweeper.cluster.loopback_only() "
-            "before importing ray (or set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)", ray.util.get_node_ip_address())
-    return True
-
-
 def submit(path: str, *, storage: str | None = None, address: str | None = None, num_cpus: int | None = None,
            progress: bool = True, max_packs: int | None = None, out=sys.stderr,
            tune_storage: str | None = None) -> SubmitResult:
@@ -108,7 +85,7 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
         raise StorageError(f"storage (--storage or $SWEEPER_DB): {exc}") from None
     fixed = plan_fixed_packs(spec) if spec.search.kind in ("grid", "random") else None
     if spec.search.boundary_fit is not None:
-        from sweeper.analysis.frontier import check_source  # StudyError before anything is written
+        from sweeper.sweep.frontier import check_source  # StudyError before anything is written
 
         check_source(db, spec)
     planned = len(fixed) if fixed is not None else spec.n_trials()
@@ -131,6 +108,8 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
         if max_packs is not None:
             budget = min(budget, max_packs)
         if budget > 0:
+            from .local_ray import start_ray
+
             ray_started = start_ray(address, num_cpus, 1 if spec.execution.gpus > 0 and not address else None)
             _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, planned, fixed,
                       budget, tracker, progress, out, tune_storage=tune_storage)
@@ -190,7 +169,7 @@ def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, pl
     # boundary on the finished members); imported lazily, only by the studies that use them.
     boundary_filter = None
     if spec.search.boundary_fit is not None:
-        from sweeper.analysis.frontier import BoundaryFilter
+        from sweeper.sweep.frontier import BoundaryFilter
 
         boundary_filter = BoundaryFilter.open(db, spec, handle.id)
 
@@ -210,7 +189,7 @@ def _run_tune(spec, path, url_text, db, handle, ostudy, pending, next_number, pl
         if spec.search.kind == "frontier":
             import numpy as np
 
-            from sweeper.analysis.frontier import propose
+            from sweeper.sweep.frontier import propose
 
             proposed = propose(db, spec, handle.id, count, np.random.default_rng([spec.search.seed, number]))
             for j, p in enumerate(proposed):

@@ -16,6 +16,7 @@ Each function is one short transaction. The rules that keep results safe when pr
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import datetime as dt
 import os
 import socket
@@ -35,12 +36,16 @@ METRIC_COLUMNS = ("loss", "acc", "mem_acc", "grad_eph", "grad_slow", "grad_ratio
                   "w_eph", "w_slow", "max_logit")
 
 
-class LeaseHeld(RuntimeError):
+class LeaseHeld(SweeperError, RuntimeError):
     """Another live driver is running this study."""
 
+    field_default = "study"
 
-class SpecMismatch(RuntimeError):
+
+class SpecMismatch(SweeperError, RuntimeError):
     """A study of this name exists in the database with a different study file."""
+
+    field_default = "study"
 
 
 class StaleAttempt(RuntimeError):

@@ -29,6 +29,7 @@ means at the same batch, from min_step on, once 3 others are running).
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +44,10 @@ TARGETS = {"auroc": 0.9, "false_stop_rate": 0.05, "compute_saved": 0.5}
 MEDIAN_MIN_OTHERS = 3
 
 
-class EvalError(ValueError):
+class EvalError(SweeperError, ValueError):
     """The study cannot be evaluated as asked (no held-out members, no explosions, ...)."""
+
+    field_default = "study"
 
 
 @dataclass

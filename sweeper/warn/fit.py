@@ -18,6 +18,7 @@ leaves them out.
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import os
 import subprocess
 from typing import Any
@@ -35,8 +36,10 @@ MIN_PER_CLASS = 5
 FOLDS = 5
 
 
-class FitError(ValueError):
+class FitError(SweeperError, ValueError):
     """The data cannot support a fit (too few exploded or stable members, ...)."""
+
+    field_default = "study"
 
 
 def _code_version() -> str:

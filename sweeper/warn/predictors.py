@@ -17,6 +17,7 @@ once so a learned model makes one call per batch, not one per member.
 
 from __future__ import annotations
 
+from sweeper.errors import SweeperError
 import math
 import pickle
 from typing import Any, Mapping
@@ -34,8 +35,10 @@ BUILTIN = ("ratio_rule",)
 """Predictor names that are not looked up in the database."""
 
 
-class PredictorError(ValueError):
+class PredictorError(SweeperError, ValueError):
     """A predictor cannot be made or used: unknown name, bad parameters, a database without it."""
+
+    field_default = "--predictor"
 
 
 class Predictor:

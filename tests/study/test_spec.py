@@ -1,0 +1,366 @@
+"""Study files: the shipped studies load, points and members are right, and malformed files are
+refused before any compute with the file and the field named."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sweeper.config import ConfigError, Hyper
+from sweeper.study import (
+    HYPER_AXES,
+    OBJECTIVE_METRICS,
+    Axis,
+    StudyError,
+    load_study,
+    parse_study,
+    study_from_dict,
+)
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+SHIPPED = ("quickstart", "fig7_reversal3_grid", "keyrecall_optuna")
+
+# A small valid study, one chunk per section, so a case can swap or drop one.
+SECTIONS = {
+    "top": 'name = "t"\n',
+    "task": '[task]\nname = "key_recall"\n',
+    "model": "[model]\nwidth = 16\n",
+    "train": "[train]\nbatches = 50\n",
+    "search": '[search]\nkind = "random"\nconfigs = 4\nseed = 0\n',
+    "objectives": '[[objectives]]\nmetric = "eval_mem_acc"\n',
+    "space": "[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\n\n[space.plasticity]\nvalues = [1e2, 1e3]\n",
+    "fixed": "[fixed]\ngamma = 0.7\n",
+    "execution": "[execution]\nseeds = 2\nmembers_per_trial = 4\n",
+    "early_warning": "[early_warning]\nenabled = false\n",
+}
+
+
+def study(**chunks: str | None) -> str:
+    """The base study with some sections replaced (None drops one)."""
+    parts = {**SECTIONS, **chunks}
+    return "\n".join(text for text in parts.values() if text is not None)
+
+
+GRID_SPACE = "[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\nnum = 3\n\n[space.plasticity]\nvalues = [1e2, 1e3]\n"
+GRID_SEARCH = '[search]\nkind = "grid"\n'
+CMAES = '[search]\nkind = "optuna"\nsampler = "cmaes"\nconfigs = 4\n'
+TWO_CONTINUOUS = "[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\n[space.ratio]\nlow = 0.05\nhigh = 0.2\n"
+TWO_OBJECTIVES = '[[objectives]]\nmetric = "eval_mem_acc"\n[[objectives]]\nmetric = "explosion_rate"\n'
+
+
+# --- the shipped studies -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_studies_load(name):
+    spec = load_study(STUDIES / f"{name}.toml")
+    assert spec.name == name
+    assert spec.path == str(STUDIES / f"{name}.toml")
+    assert spec.source == (STUDIES / f"{name}.toml").read_text()
+    assert spec.execution.members_per_trial % len(spec.execution.seeds) == 0
+    assert spec.n_trials() == math.ceil(spec.search.configs / spec.configs_per_trial)
+
+
+def test_quickstart_is_small():
+    spec = load_study(STUDIES / "quickstart.toml")
+    assert (spec.search.kind, spec.search.configs, spec.execution.seeds) == ("random", 8, (0, 1))
+    assert spec.execution.members_per_trial == 4 and spec.configs_per_trial == 2 and spec.n_trials() == 4
+    assert spec.run.task.name == "key_recall" and spec.run.train.updater == "dfa"
+    assert not spec.run.model.recurrence and spec.run.train.device == "cpu" and spec.execution.gpus == 0
+    assert [o.metric for o in spec.objectives] == ["eval_mem_acc"]
+    lr, plasticity = spec.space
+    assert lr.low <= 1e-2 <= lr.high and plasticity.low <= 1e3 <= plasticity.high  # the known-good point
+
+
+def test_fig7_grid_is_the_papers_sweep():
+    spec = load_study(STUDIES / "fig7_reversal3_grid.toml")
+    assert spec.run.task.name == "reversal" and spec.run.task.n == 3
+    assert spec.run.train.explode_threshold == 2.0 and len(spec.execution.seeds) == 10
+    lr, plasticity = spec.space
+    assert lr.log and plasticity.log
+    points = spec.points()
+    assert len(points) == spec.search.configs == len(lr.values) * len(plasticity.values)
+    assert len({(p["lr"], p["plasticity"]) for p in points}) == len(points)
+    # log spacing: equal ratios between neighbours
+    for axis in spec.space:
+        ratios = [b / a for a, b in zip(axis.values, axis.values[1:])]
+        assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)
+
+
+def test_keyrecall_optuna_searches_all_five_axes():
+    spec = load_study(STUDIES / "keyrecall_optuna.toml")
+    assert (spec.search.kind, spec.search.sampler) == ("optuna", "tpe")
+    assert tuple(a.name for a in spec.space) == HYPER_AXES
+    assert spec.objectives[0].metric == "eval_mem_acc" and spec.objectives[0].direction == "maximize"
+    with pytest.raises(StudyError) as err:
+        spec.points()
+    assert err.value.field == "search.kind"
+
+
+# --- points, members, serialisation -------------------------------------------------------------
+
+
+def test_grid_points_are_the_cartesian_product_in_order():
+    spec = parse_study(study(search=GRID_SEARCH, space=GRID_SPACE))
+    assert spec.search.configs == 6 and spec.space[0].values == (1e-3, 1e-2, 1e-1)
+    assert spec.points() == [
+        {"lr": 1e-3, "plasticity": 100.0}, {"lr": 1e-3, "plasticity": 1000.0},
+        {"lr": 1e-2, "plasticity": 100.0}, {"lr": 1e-2, "plasticity": 1000.0},
+        {"lr": 1e-1, "plasticity": 100.0}, {"lr": 1e-1, "plasticity": 1000.0},
+    ]
+    assert spec.points() == parse_study(study(search=GRID_SEARCH, space=GRID_SPACE)).points()
+
+
+def test_grid_axis_order_does_not_depend_on_the_file():
+    swapped = "[space.plasticity]\nvalues = [1e2, 1e3]\n\n[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\nnum = 3\n"
+    a = parse_study(study(search=GRID_SEARCH, space=GRID_SPACE))
+    b = parse_study(study(search=GRID_SEARCH, space=swapped))
+    assert a.points() == b.points()
+
+
+def test_linear_grid_spacing():
+    space = "[space.ratio]\nlow = 0.0\nhigh = 0.3\nnum = 4\n"
+    spec = parse_study(study(search=GRID_SEARCH, space=space))
+    assert spec.space[0].values == (0.0, 0.1, 0.2, 0.3)
+
+
+def test_random_points_are_seeded_bounded_and_log_uniform():
+    spec = parse_study(study(search='[search]\nkind = "random"\nconfigs = 400\nseed = 3\n'))
+    points = spec.points()
+    assert points == spec.points() and len(points) == 400
+    assert all(1e-3 <= p["lr"] <= 1e-1 and p["plasticity"] in (100.0, 1000.0) for p in points)
+    logs = sorted(math.log10(p["lr"]) for p in points)
+    assert logs[len(logs) // 2] == pytest.approx(-2.0, abs=0.15)  # the median of log-uniform on [1e-3, 1e-1]
+    assert {p["plasticity"] for p in points} == {100.0, 1000.0}
+    other = parse_study(study(search='[search]\nkind = "random"\nconfigs = 400\nseed = 4\n')).points()
+    assert other != points
+    # more configurations extend the list instead of redrawing it
+    fewer = parse_study(study(search='[search]\nkind = "random"\nconfigs = 10\nseed = 3\n')).points()
+    assert fewer == points[:10]
+
+
+def test_hypers_one_member_per_seed():
+    spec = parse_study(study(execution="[execution]\nseeds = [3, 7]\nmembers_per_trial = 2\n"))
+    members = spec.hypers({"lr": 0.01, "plasticity": 1000.0})
+    assert members == [Hyper(lr=0.01, plasticity=1000.0, gamma=0.7, seed=3),
+                       Hyper(lr=0.01, plasticity=1000.0, gamma=0.7, seed=7)]
+    assert members[0].ratio == Hyper().ratio and math.isinf(members[0].clip)
+    with pytest.raises(ConfigError) as err:
+        spec.hypers({"lr": -1.0, "plasticity": 1000.0})
+    assert err.value.field == "lr"
+    with pytest.raises(ConfigError):
+        spec.hypers({"lr": 0.01})
+    with pytest.raises(ConfigError):
+        spec.hypers({"lr": 0.01, "plasticity": 1000.0, "gamma": 0.5})
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_to_dict_round_trips_through_strict_json(name):
+    spec = load_study(STUDIES / f"{name}.toml")
+    text = json.dumps(spec.to_dict(), allow_nan=False)
+    again = study_from_dict(json.loads(text))
+    assert again == spec
+    if spec.search.kind != "optuna":
+        assert again.points() == spec.points()
+
+
+def test_to_dict_encodes_an_infinite_clip_as_a_string():
+    spec = load_study(STUDIES / "keyrecall_optuna.toml")
+    data = spec.to_dict()
+    assert data["space"]["clip"]["values"][-1] == "inf"
+    assert study_from_dict(data).space[-1].values[-1] == math.inf
+    fixed = parse_study(study(fixed="[fixed]\nclip = inf\n"))
+    assert fixed.to_dict()["fixed"] == {"clip": "inf"}
+    assert study_from_dict(json.loads(json.dumps(fixed.to_dict(), allow_nan=False))) == fixed
+
+
+def test_valid_variants():
+    assert parse_study(study(search=CMAES, space=TWO_CONTINUOUS)).search.sampler == "cmaes"
+    gp = parse_study(study(search='[search]\nkind = "optuna"\nsampler = "gp"\nconfigs = 4\n', objectives=TWO_OBJECTIVES))
+    assert [o.direction for o in gp.objectives] == ["maximize", "minimize"]  # natural directions by default
+    assert parse_study(study(search='[search]\nkind = "optuna"\nconfigs = 4\n')).search.sampler == "tpe"
+    minimal = parse_study(study(execution=None, early_warning=None, fixed=None, model=None, train=None))
+    assert minimal.execution.seeds == (0,) and minimal.configs_per_trial == 1 and not minimal.early_warning.enabled
+    rnn = parse_study(study(model='[model]\nkind = "rnn"\nwidth = 16\n', train='[train]\nupdater = "bptt"\nbatches = 50\n',
+                            fixed="[fixed]\nratio = 0.0\n"))
+    assert rnn.hypers({"lr": 0.01, "plasticity": 100.0})[0].ratio == 0.0
+    assert set(OBJECTIVE_METRICS.values()) == {"maximize", "minimize"}
+    assert isinstance(minimal.space[0], Axis)
+
+
+def test_import_is_light():
+    code = "import sys, sweeper.study; print(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --- malformed studies -------------------------------------------------------------------------
+
+BAD = [
+    # (case id, text, field named)
+    ("not-toml", "name = \n", "toml"),
+    ("empty", "", "file"),
+    ("blank", "  \n\n# only a comment\n", "file"),
+    ("missing-name", study(top=None), "name"),
+    ("name-with-space", study(top='name = "has space"\n'), "name"),
+    ("name-too-long", study(top=f'name = "{"a" * 65}"\n'), "name"),
+    ("name-not-string", study(top="name = 3\n"), "name"),
+    ("description-not-string", study(top='name = "t"\ndescription = 5\n'), "description"),
+    ("unknown-top-key", study(top='name = "t"\nfoo = 1\n'), "foo"),
+    ("missing-task", study(task=None), "task"),
+    ("missing-space", study(space=None), "space"),
+    ("missing-objectives", study(objectives=None), "objectives"),
+    ("unknown-search-key", study(search='[search]\nkind = "random"\nconfigs = 4\nfoo = 1\n'), "search.foo"),
+    ("unknown-axis-key", study(space="[space.lr]\nlow = 1e-3\nhigh = 1e-1\nstep = 2\n"), "space.lr.step"),
+    ("unknown-execution-key", study(execution="[execution]\ngpu = 1\n"), "execution.gpu"),
+    ("unknown-early-warning-key", study(early_warning="[early_warning]\nfoo = 1\n"), "early_warning.foo"),
+    ("unknown-train-key", study(train="[train]\nbatchez = 5\n"), "train.batchez"),
+    ("unknown-model-key", study(model="[model]\nwidht = 5\n"), "model.widht"),
+    ("unknown-task-param", study(task='[task]\nname = "key_recall"\ngapmax = 3\n'), "task.gapmax"),
+    ("unknown-task", study(task='[task]\nname = "nope"\n'), "task.name"),
+    ("unknown-axis", study(space="[space.momentum]\nvalues = [0.9]\n"), "space.momentum"),
+    ("duplicate-key", study(search='[search]\nkind = "random"\nconfigs = 4\nconfigs = 5\n'), "search.configs"),
+    ("duplicate-table", study(model="[model]\nwidth = 16\n\n[model]\ndepth = 1\n"), "model"),
+    ("string-for-number", study(search='[search]\nkind = "random"\nconfigs = "8"\n'), "search.configs"),
+    ("float-for-int", study(search='[search]\nkind = "random"\nconfigs = 8.0\n'), "search.configs"),
+    ("bool-for-number", study(space="[space.lr]\nlow = true\nhigh = 1e-1\n"), "space.lr.low"),
+    ("list-for-table", study(top='name = "t"\nsearch = ["random"]\n', search=None), "search"),
+    ("axis-not-a-table", study(space="[space]\nlr = 0.1\n"), "space.lr"),
+    ("nan-bound", study(space="[space.lr]\nlow = nan\nhigh = 1e-1\n"), "space.lr.low"),
+    ("inf-bound", study(space="[space.clip]\nlow = 1.0\nhigh = inf\n"), "space.clip.high"),
+    ("low-above-high", study(space="[space.lr]\nlow = 1e-1\nhigh = 1e-3\n"), "space.lr.high"),
+    ("low-equals-high", study(space="[space.lr]\nlow = 1e-2\nhigh = 1e-2\n"), "space.lr.high"),
+    ("log-with-zero-low", study(space="[space.ratio]\nlow = 0.0\nhigh = 0.5\nlog = true\n"), "space.ratio.low"),
+    ("log-not-bool", study(space='[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = "yes"\n'), "space.lr.log"),
+    ("lr-low-zero", study(space="[space.lr]\nlow = 0.0\nhigh = 1e-1\n"), "space.lr.low"),
+    ("lr-high-too-big", study(space="[space.lr]\nlow = 1e-3\nhigh = 1e4\n"), "space.lr.high"),
+    ("plasticity-below-one", study(space="[space.plasticity]\nlow = 0.5\nhigh = 10.0\n"), "space.plasticity.low"),
+    ("ratio-above-one", study(space="[space.ratio]\nlow = 0.1\nhigh = 1.5\n"), "space.ratio.high"),
+    ("gamma-zero", study(space="[space.gamma]\nlow = 0.0\nhigh = 0.9\n", fixed=None), "space.gamma.low"),
+    ("clip-negative", study(space="[space.clip]\nvalues = [-1.0, 1.0]\n"), "space.clip.values[0]"),
+    ("axis-also-fixed", study(fixed="[fixed]\nlr = 0.01\n"), "fixed.lr"),
+    ("empty-space", study(space="[space]\n"), "space"),
+    ("values-empty", study(space="[space.plasticity]\nvalues = []\n"), "space.plasticity.values"),
+    ("values-scalar", study(space="[space.plasticity]\nvalues = 3.0\n"), "space.plasticity.values"),
+    ("values-non-numeric", study(space='[space.plasticity]\nvalues = ["a"]\n'), "space.plasticity.values[0]"),
+    ("values-duplicate", study(space="[space.plasticity]\nvalues = [1e2, 100.0]\n"), "space.plasticity.values"),
+    ("values-and-low", study(space="[space.plasticity]\nvalues = [1e2]\nlow = 1.0\n"), "space.plasticity.low"),
+    ("range-missing-high", study(space="[space.lr]\nlow = 1e-3\n"), "space.lr.high"),
+    ("grid-without-num", study(search=GRID_SEARCH, space="[space.lr]\nlow = 1e-3\nhigh = 1e-1\n"), "space.lr.num"),
+    ("grid-num-one", study(search=GRID_SEARCH, space="[space.lr]\nlow = 1e-3\nhigh = 1e-1\nnum = 1\n"), "space.lr.num"),
+    ("num-with-random", study(space="[space.lr]\nlow = 1e-3\nhigh = 1e-1\nnum = 3\n"), "space.lr.num"),
+    ("grid-too-large", study(search=GRID_SEARCH, space="[space.lr]\nlow = 1e-3\nhigh = 1e-1\nnum = 1000\n"
+                             "[space.ratio]\nlow = 0.1\nhigh = 0.9\nnum = 1000\n"), "space"),
+    ("grid-configs-mismatch", study(search='[search]\nkind = "grid"\nconfigs = 5\n', space=GRID_SPACE), "search.configs"),
+    ("random-without-configs", study(search='[search]\nkind = "random"\n'), "search.configs"),
+    ("configs-zero", study(search='[search]\nkind = "random"\nconfigs = 0\n'), "search.configs"),
+    ("configs-too-many", study(search='[search]\nkind = "random"\nconfigs = 100001\n'), "search.configs"),
+    ("too-many-members", study(search='[search]\nkind = "random"\nconfigs = 100000\n',
+                               execution="[execution]\nseeds = 20\n"), "search.configs"),
+    ("missing-kind", study(search="[search]\nconfigs = 4\n"), "search.kind"),
+    ("unknown-kind", study(search='[search]\nkind = "bayes"\nconfigs = 4\n'), "search.kind"),
+    ("sampler-without-optuna", study(search='[search]\nkind = "random"\nconfigs = 4\nsampler = "tpe"\n'), "search.sampler"),
+    ("unknown-sampler", study(search='[search]\nkind = "optuna"\nconfigs = 4\nsampler = "hyperband"\n'), "search.sampler"),
+    ("negative-search-seed", study(search='[search]\nkind = "random"\nconfigs = 4\nseed = -1\n'), "search.seed"),
+    ("cmaes-two-objectives", study(search=CMAES, space=TWO_CONTINUOUS, objectives=TWO_OBJECTIVES), "search.sampler"),
+    ("cmaes-categorical", study(search=CMAES), "space.plasticity.values"),
+    ("cmaes-one-axis", study(search=CMAES, space="[space.lr]\nlow = 1e-3\nhigh = 1e-1\n"), "space"),
+    ("unknown-metric", study(objectives='[[objectives]]\nmetric = "accuracy"\n'), "objectives[0].metric"),
+    ("bad-direction", study(objectives='[[objectives]]\nmetric = "eval_mem_acc"\ndirection = "up"\n'),
+     "objectives[0].direction"),
+    ("duplicate-objective", study(objectives='[[objectives]]\nmetric = "mem_acc"\n[[objectives]]\nmetric = "mem_acc"\n'),
+     "objectives[1].metric"),
+    ("objectives-as-table", study(objectives='[objectives]\nmetric = "mem_acc"\n'), "objectives"),
+    ("objective-without-metric", study(objectives='[[objectives]]\ndirection = "maximize"\n'), "objectives[0].metric"),
+    ("eval-objective-without-eval", study(execution="[execution]\neval_batches = 0\n"), "execution.eval_batches"),
+    ("rnn-default-ratio", study(model='[model]\nkind = "rnn"\nwidth = 16\n', train='[train]\nupdater = "bptt"\n'),
+     "fixed.ratio"),
+    ("rnn-ratio-axis", study(model='[model]\nkind = "rnn"\nwidth = 16\n', train='[train]\nupdater = "bptt"\n',
+                             space="[space.ratio]\nvalues = [0.0, 0.1]\n"), "space.ratio"),
+    ("ephemeral-with-adam", study(train='[train]\noptimizer = "adam"\n'), "train.optimizer"),
+    ("train-batches-zero", study(train="[train]\nbatches = 0\n"), "train.batches"),
+    ("fixed-seed", study(fixed="[fixed]\nseed = 3\n"), "fixed.seed"),
+    ("space-seed", study(space="[space.seed]\nvalues = [1, 2]\n"), "space.seed"),
+    ("fixed-unknown", study(fixed="[fixed]\nmomentum = 0.9\n"), "fixed.momentum"),
+    ("fixed-out-of-range", study(fixed="[fixed]\ngamma = 2.0\n"), "fixed.gamma"),
+    ("seeds-empty", study(execution="[execution]\nseeds = []\n"), "execution.seeds"),
+    ("seeds-negative", study(execution="[execution]\nseeds = [-1]\n"), "execution.seeds[0]"),
+    ("seeds-duplicate", study(execution="[execution]\nseeds = [1, 1]\nmembers_per_trial = 2\n"), "execution.seeds"),
+    ("seeds-zero-count", study(execution="[execution]\nseeds = 0\n"), "execution.seeds"),
+    ("members-not-multiple", study(execution="[execution]\nseeds = 2\nmembers_per_trial = 3\n"),
+     "execution.members_per_trial"),
+    ("cpus-zero", study(execution="[execution]\ncpus = 0\n"), "execution.cpus"),
+    ("cpus-too-many", study(execution="[execution]\ncpus = 2000\n"), "execution.cpus"),
+    ("gpus-negative", study(execution="[execution]\ngpus = -1\n"), "execution.gpus"),
+    ("gpus-too-many", study(execution="[execution]\ngpus = 100\n"), "execution.gpus"),
+    ("gpus-on-cpu-device", study(execution="[execution]\ngpus = 1\n"), "execution.gpus"),
+    ("cuda-without-gpus", study(train='[train]\ndevice = "cuda"\n'), "execution.gpus"),
+    ("max-failures-below", study(execution="[execution]\nmax_failures = -2\n"), "execution.max_failures"),
+    ("max-failures-above", study(execution="[execution]\nmax_failures = 101\n"), "execution.max_failures"),
+    ("report-every-zero", study(execution="[execution]\nreport_every = 0\n"), "execution.report_every"),
+    ("pack-does-not-fit", study(model="[model]\nwidth = 65536\ndepth = 16\n"), "execution.members_per_trial"),
+    ("shadow-above-one", study(early_warning="[early_warning]\nshadow_fraction = 1.5\n"), "early_warning.shadow_fraction"),
+    ("shadow-negative", study(early_warning="[early_warning]\nshadow_fraction = -0.1\n"), "early_warning.shadow_fraction"),
+    ("min-step-past-budget", study(early_warning="[early_warning]\nenabled = true\nmin_step = 50\n"),
+     "early_warning.min_step"),
+    ("bad-predictor-name", study(early_warning='[early_warning]\npredictor = "no spaces!"\n'), "early_warning.predictor"),
+    ("enabled-not-bool", study(early_warning='[early_warning]\nenabled = "yes"\n'), "early_warning.enabled"),
+    ("params-nested", study(early_warning="[early_warning.params]\nx = [1, 2]\n"), "early_warning.params.x"),
+]
+
+
+def test_enough_distinct_malformed_cases():
+    assert len(BAD) >= 45
+    assert len({text for _, text, _ in BAD}) == len(BAD)
+    assert len({case for case, _, _ in BAD}) == len(BAD)
+
+
+@pytest.mark.parametrize("text, field", [(t, f) for _, t, f in BAD], ids=[c for c, _, _ in BAD])
+def test_malformed_study_is_refused_naming_file_and_field(text, field):
+    with pytest.raises(StudyError) as err:
+        parse_study(text, "studies/bad.toml")
+    exc = err.value
+    assert isinstance(exc, ConfigError)
+    assert (exc.path, exc.field) == ("studies/bad.toml", field)
+    assert str(exc).startswith(f"studies/bad.toml: {field}: "), str(exc)
+    assert len(str(exc)) > len(f"studies/bad.toml: {field}: ") + 10  # says what is wrong
+
+
+def test_duplicate_key_error_gives_the_line():
+    with pytest.raises(StudyError, match="line 6"):
+        parse_study('name = "t"\n[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\nlow = 2e-3\n')
+
+
+def test_memory_check_uses_the_given_budget():
+    assert parse_study(study(), budget_bytes=1 << 40)
+    with pytest.raises(StudyError) as err:
+        parse_study(study(), budget_bytes=1000)
+    assert err.value.field == "execution.members_per_trial" and "GiB" in str(err.value)
+    # a stored study rebuilds on a smaller machine unless a budget is asked for
+    big = parse_study(study(), budget_bytes=1 << 40).to_dict()
+    assert study_from_dict(big).name == "t"
+    with pytest.raises(StudyError):
+        study_from_dict(big, budget_bytes=1000)
+
+
+def test_file_level_errors(tmp_path):
+    bad_utf8 = tmp_path / "latin1.toml"
+    bad_utf8.write_bytes(study().replace('"t"', '"caf\xe9"').encode("latin-1"))
+    huge = tmp_path / "huge.toml"
+    huge.write_text(study() + "#" * (1 << 20) + "\n")
+    for path in (bad_utf8, huge, tmp_path / "missing.toml", tmp_path):
+        with pytest.raises(StudyError) as err:
+            load_study(path)
+        assert (err.value.path, err.value.field) == (str(path), "file")
+        assert str(err.value).startswith(f"{path}: file: ")
+    with pytest.raises(StudyError) as err:
+        parse_study("#" * ((1 << 20) + 1))
+    assert err.value.field == "file" and err.value.path == "<study>"
+    good = tmp_path / "good.toml"
+    good.write_text(study())
+    assert load_study(good).path == str(good)
