@@ -27,20 +27,30 @@ Two backends compute them:
   compiler and loaded with ctypes (`_native`). Each walks the entries row by row and reads or
   updates E in a single pass, with h and d (a few hundred KB) staying in cache; the B numbers of an
   entry are one or two SIMD vectors. This is ~5x faster than the torch ops below, which need 3-4
-  passes over (N, B) arrays per operation. Set SWEEPER_NATIVE=0 to turn it off.
+  passes over (N, B) arrays per operation. Set SWEEPER_NATIVE=0 to turn it off; CC names the
+  compiler (arguments allowed, e.g. "ccache gcc").
+  The library is cached in a private directory, $SWEEPER_CACHE_DIR or else
+  $XDG_CACHE_HOME/sweeper/kernels (~/.cache/sweeper/kernels). A library is loaded only from a
+  directory that is no symbolic link, is owned by the current user and open to no one else (mode
+  0700), and only when the file itself is the user's and writable by no one else: otherwise a
+  warning says why and the torch ops are used. Every call into C first checks each tensor's device,
+  layout, dtype and number of elements against what the kernel will read or write (`_ptr`).
 - torch (any device; the fallback when no C compiler is found): `x` is h gathered at the entries'
   columns (index_select, one row copy per entry); d at the entries' rows is a copy too (the entries
   are row-sorted); the row and column sums are a 0/1 CSR matrix times (N, B) (each product 1.0 * v
-  is exact). scatter_add_ into the last axis, the previous approach, was ~20x slower for the sums.
+  is exact). scatter_add_ into the last axis measured ~20x slower for the sums.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
+import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import warnings
@@ -169,42 +179,124 @@ def _cpu_signature() -> str:
     return platform.machine() + flags
 
 
-def _compile(cache: Path, cc: str) -> Path:
+def _compiler() -> list[str] | None:
+    """The C compiler's argv: $CC split like a shell would ("ccache gcc", "gcc -m64"), else cc or gcc
+    from PATH; None when there is none. Raises ValueError for a $CC that does not parse."""
+    cc = shlex.split(os.environ.get("CC", ""))
+    if cc:
+        return cc
+    found = shutil.which("cc") or shutil.which("gcc")
+    return [found] if found else None
+
+
+def _cache_dir() -> Path:
+    """Where compiled kernels are kept: $SWEEPER_CACHE_DIR, else the user's cache directory."""
+    if os.environ.get("SWEEPER_CACHE_DIR"):
+        return Path(os.environ["SWEEPER_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(base) if os.path.isabs(base) else Path.home() / ".cache"  # a relative value is ignored (XDG)
+    return base / "sweeper" / "kernels"
+
+
+def _make_private_dir(path: Path) -> None:
+    """Creates `path` with mode 0700 unless it exists (an existing directory is left as it is, for
+    `_unsafe` to judge). mkdir's mode is reduced by the umask: chmod sets it exactly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)
+
+
+def _unsafe(path: Path, directory: bool) -> str | None:
+    """Why a library must not be loaded from `path` (the cache directory, or the library file), or None.
+
+    Whoever can write the directory or the file can choose the code that runs in this process, so
+    both must belong to the current user, and be writable by no one else; the directory must be
+    open to no one else at all (0700). A symbolic link is refused: it could point anywhere. Nor is
+    the directory used inside a parent that anyone may write without the sticky bit (like /tmp's):
+    there another user could rename it away and put one of theirs in its place."""
+    try:
+        st = os.lstat(path)
+        parent = os.stat(path.parent) if directory else None
+    except OSError as err:
+        return f"cannot stat it ({err.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symbolic link"
+    if directory and not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if not directory and not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if st.st_uid != os.getuid():
+        return f"it is owned by uid {st.st_uid}, not by the current user (uid {os.getuid()})"
+    mode = stat.S_IMODE(st.st_mode)
+    if directory and mode & 0o077:
+        return f"its mode is {mode:04o}; it must be 0700 (no access for group or others)"
+    if not directory and mode & 0o022:
+        return f"its mode is {mode:04o}; group or others may write it"
+    if parent is not None and parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX:
+        return f"its parent directory is writable by anyone (mode {stat.S_IMODE(parent.st_mode):04o}, no sticky bit)"
+    return None
+
+
+def _compile(cache: Path, cc: list[str]) -> Path:
+    """The library built from _C_SOURCE with compiler argv `cc`, in `cache` (built there unless present).
+    The name hashes the source, the full compiler argv, the flags and the CPU's instruction set."""
     for flags in (["-O3", "-march=native"], ["-O3"]):
-        key = hashlib.sha256("\0".join([_C_SOURCE, cc, *flags, _cpu_signature()]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([_C_SOURCE, cc, flags, _cpu_signature()]).encode()).hexdigest()[:16]
         lib = cache / f"ell_{key}.so"
-        if lib.exists():
+        if os.path.lexists(lib):
             return lib
-        cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:  # build aside, then rename atomically
             src, out = Path(tmp) / "ell.c", Path(tmp) / "ell.so"
             src.write_text(_C_SOURCE)
-            done = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", str(out), str(src)],
+            done = subprocess.run([*cc, *flags, "-shared", "-fPIC", "-o", str(out), str(src)],
                                   capture_output=True, timeout=120)
             if done.returncode == 0:
+                os.chmod(out, 0o700)  # the compiler's output mode follows the umask
                 os.replace(out, lib)
                 return lib
     raise OSError(done.stderr.decode(errors="replace")[-2000:])
 
 
 def _native():
-    """The compiled kernels (ctypes library), or None where there is no C compiler (or SWEEPER_NATIVE=0)."""
+    """The compiled kernels (ctypes library), or None where there is no C compiler (or SWEEPER_NATIVE=0),
+    the build fails, or the cache fails the checks of `_unsafe` (with a warning in those two cases)."""
     global _lib
     if _lib is not _NOT_LOADED:
         return _lib
     _lib = None
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if os.environ.get("SWEEPER_NATIVE", "1") == "0" or cc is None or os.name != "posix":
+    if os.environ.get("SWEEPER_NATIVE", "1") == "0" or os.name != "posix":
         return None
-    for cache in (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sweeper",
-                  Path(tempfile.gettempdir()) / f"sweeper-{os.getuid()}"):
-        try:
-            lib = ctypes.CDLL(str(_compile(cache, cc)))
-            break
-        except (OSError, subprocess.SubprocessError) as err:
-            error = err
-    else:
-        warnings.warn(f"sweeper: could not build the native ephemeral kernels ({error}); using torch ops (slower)")
+    fallback = "using torch ops (slower)"
+    try:
+        cc = _compiler()
+    except ValueError as err:
+        warnings.warn(f"sweeper: cannot parse CC={os.environ.get('CC')!r} ({err}); {fallback}", stacklevel=2)
+        return None
+    if cc is None:
+        return None
+    try:
+        cache = _cache_dir()
+    except RuntimeError as err:  # no home directory
+        warnings.warn(f"sweeper: no cache directory for the native ephemeral kernels ({err}); {fallback}",
+                      stacklevel=2)
+        return None
+    try:
+        _make_private_dir(cache)
+        where, problem = cache, _unsafe(cache, directory=True)  # checked before anything is built in it
+        if problem is None:
+            where = _compile(cache, cc)
+            problem = _unsafe(where, directory=False)
+        if problem is not None:
+            warnings.warn(f"sweeper: not loading the native ephemeral kernels from {where}: {problem}; {fallback}",
+                          stacklevel=2)
+            return None
+        lib = ctypes.CDLL(str(where))
+    except (OSError, subprocess.SubprocessError) as err:
+        warnings.warn(f"sweeper: could not build or load the native ephemeral kernels in {cache} ({err}); "
+                      f"{fallback}", stacklevel=2)
         return None
     for name, args in _SIGNATURES.items():
         for suffix in ("f32", "f64"):
@@ -214,11 +306,25 @@ def _native():
     return _lib
 
 
-def _ptr(t: torch.Tensor) -> int:
-    """The address of a tensor's data. The caller keeps `t` alive for the call: never pass a temporary."""
-    if not (t.is_contiguous() and t.device.type == "cpu"):
-        raise ValueError("native kernels need contiguous CPU tensors")
+def _ptr(t: torch.Tensor, name: str, dtype: torch.dtype, numel: int) -> int:
+    """The address of a tensor's data, once it is what a kernel reads or writes there: a contiguous CPU
+    tensor of `dtype` with exactly `numel` elements (else ValueError naming the argument). The caller
+    keeps `t` alive for the call: never pass a temporary."""
+    if t.dtype is not dtype or t.numel() != numel or not t.is_contiguous() or not t.is_cpu:
+        _refuse(t, name, dtype, numel)
     return t.data_ptr()
+
+
+def _refuse(t: torch.Tensor, name: str, dtype: torch.dtype, numel: int):
+    if not t.is_cpu:
+        raise ValueError(f"native kernel argument {name}: expected a CPU tensor, got one on {t.device}")
+    if t.dtype is not dtype:
+        raise ValueError(f"native kernel argument {name}: expected dtype {dtype}, got {t.dtype}")
+    if t.numel() != numel:
+        raise ValueError(f"native kernel argument {name}: expected {numel} elements, got {t.numel()} "
+                         f"(shape {tuple(t.shape)})")
+    raise ValueError(f"native kernel argument {name}: expected a contiguous tensor, got strides {t.stride()} "
+                     f"for shape {tuple(t.shape)}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -259,11 +365,34 @@ class Layout:
         if lib is not None:
             suffix = "f32" if dtype == torch.float32 else "f64"
             self._k = {name: getattr(lib, f"{name}_{suffix}") for name in _SIGNATURES}
+            self._dtype, self._n_rows, self._n_cols = dtype, P * n_out, P * n_in
+            self._cols_p, self._row_ptr_p = self._native_index()
         else:
             self.R = _csr(self.row_ptr, entries, P * n_out, self.N, dtype)
             by_col = torch.argsort(self.cols, stable=True)
             self.C = _csr(_offsets(torch.bincount(self.cols, minlength=P * n_in)), by_col, P * n_in, self.N, dtype)
         self._work: dict[tuple, torch.Tensor] = {}
+
+    def _native_index(self) -> tuple[int, int]:
+        """The addresses of cols and row_ptr for the kernels, checked once: the kernels index E with
+        row_ptr's values and h (or out) with cols', so these must lie within the sizes that the checks
+        of every call admit (`_ptr`): row_ptr non-decreasing from 0 to N, cols in [0, P * n_in)."""
+        n_rows, n_cols, rp, cols = self._n_rows, self._n_cols, self.row_ptr, self.cols
+        addresses = _ptr(cols, "cols", torch.int64, self.N), _ptr(rp, "row_ptr", torch.int64, n_rows + 1)
+        if int(rp[0]) != 0 or int(rp[-1]) != self.N or bool((rp[1:] < rp[:-1]).any()):
+            raise ValueError(f"native kernel argument row_ptr: expected non-decreasing offsets from 0 to {self.N}")
+        if self.N and (int(cols.min()) < 0 or int(cols.max()) >= n_cols):
+            raise ValueError(f"native kernel argument cols: expected values in [0, {n_cols}), "
+                             f"got [{int(cols.min())}, {int(cols.max())}]")
+        self._index = (cols, rp)  # kept alive with the addresses, whatever becomes of the attributes
+        return addresses
+
+    @staticmethod
+    def _width(E: torch.Tensor) -> int:
+        """B, the sequences of E (N, B)."""
+        if E.dim() != 2:
+            raise ValueError(f"native kernel argument E: expected shape (N, B), got {tuple(E.shape)}")
+        return E.shape[1]
 
     def _buffer(self, name, like: torch.Tensor, width: int | None = None) -> torch.Tensor:
         """A reused (N, width) work array: a fresh multi-MB tensor per character costs page faults."""
@@ -301,16 +430,18 @@ class Layout:
     def matvec_add(self, E: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> None:
         """out (P, n_out, B) += (E * M) h."""
         if self.backend == "native":
-            self._k["matvec"](_ptr(E), _ptr(x), _ptr(self.cols), _ptr(self.row_ptr), self.P * self.n_out,
-                              E.shape[1], _ptr(out))
+            T, B = self._dtype, self._width(E)
+            self._k["matvec"](_ptr(E, "E", T, self.N * B), _ptr(x, "x", T, self._n_cols * B), self._cols_p,
+                              self._row_ptr_p, self._n_rows, B, _ptr(out, "out", T, self._n_rows * B))
         else:
             out += (self.R @ torch.mul(E, x, out=self._buffer("product", E))).view_as(out)
 
     def rmatvec_add(self, E: torch.Tensor, d: torch.Tensor, out: torch.Tensor) -> None:
         """out (P, n_in, B) += (E * M)^T d, d: (P, n_out, B)."""
         if self.backend == "native":
-            self._k["rmatvec"](_ptr(E), _ptr(d), _ptr(self.cols), _ptr(self.row_ptr), self.P * self.n_out,
-                               E.shape[1], _ptr(out))
+            T, B = self._dtype, self._width(E)
+            self._k["rmatvec"](_ptr(E, "E", T, self.N * B), _ptr(d, "d", T, self._n_rows * B), self._cols_p,
+                               self._row_ptr_p, self._n_rows, B, _ptr(out, "out", T, self._n_cols * B))
         else:
             out += (self.C @ torch.mul(E, self._expand_rows(d, E), out=self._buffer("product", E))).view_as(out)
 
@@ -318,9 +449,10 @@ class Layout:
         """M h for the 0/1 mask: (P, n_in, B) -> (P, n_out, B), each row's sum of h over its entries."""
         flat = h.reshape(self.P * self.n_in, -1).contiguous()
         if self.backend == "native":
-            out = flat.new_zeros(self.P * self.n_out, flat.shape[1])
-            self._k["maskvec"](_ptr(flat), _ptr(self.cols), _ptr(self.row_ptr), self.P * self.n_out,
-                               flat.shape[1], _ptr(out))
+            T, B = self._dtype, flat.shape[1]
+            out = flat.new_zeros(self._n_rows, B)
+            self._k["maskvec"](_ptr(flat, "h", T, self._n_cols * B), self._cols_p, self._row_ptr_p, self._n_rows,
+                               B, _ptr(out, "out", T, self._n_rows * B))
         else:
             out = self.R @ torch.index_select(flat, 0, self.cols)
         return out.view(self.P, self.n_out, -1)
@@ -332,13 +464,19 @@ class Layout:
         d (P, n_out, chars * B): the error signals delta, character t in columns t*B .. t*B+B-1;
         x = inputs(h) of the matching (P, n_in, chars * B) inputs. scale (-lr * plasticity), gamma,
         clip: (N, 1) per entry (`per_entry`); clip None when no member clips."""
-        B = E.shape[1]
         if self.backend == "native":
+            T, N, B = self._dtype, self.N, self._width(E)
+            if not isinstance(chars, int) or chars < 1:
+                raise ValueError(f"native kernel argument chars: expected an int >= 1, got {chars!r}")
+            W = chars * B
             d, acc = d.contiguous(), E.new_empty(B)  # named: the kernel reads them after _ptr returns
-            self._k["step"](_ptr(E), _ptr(d), _ptr(x), _ptr(self.cols), _ptr(self.row_ptr),
-                            self.P * self.n_out, B, chars, _ptr(scale), _ptr(gamma),
-                            _ptr(gamma if clip is None else clip), clip is not None, _ptr(acc))
+            self._k["step"](_ptr(E, "E", T, N * B), _ptr(d, "d", T, self._n_rows * W),
+                            _ptr(x, "x", T, self._n_cols * W), self._cols_p, self._row_ptr_p, self._n_rows, B,
+                            chars, _ptr(scale, "scale", T, N), _ptr(gamma, "gamma", T, N),
+                            _ptr(gamma if clip is None else clip, "gamma" if clip is None else "clip", T, N),
+                            clip is not None, acc.data_ptr())  # acc: B fresh numbers of E's dtype
             return
+        B = E.shape[1]
         grad = torch.mul(self._expand_rows(d, E), x, out=self._buffer("product", E, x.shape[1]))
         E.addcmul_(grad.view(self.N, chars, B).sum(1) if chars > 1 else grad, scale)
         E.mul_(gamma)

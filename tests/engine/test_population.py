@@ -35,11 +35,12 @@ PAIRS = [
 ]
 
 
-def make_run(kind, updater, recurrence, optimizer="sgd", grad_clip=None, batches=100, width=12, **train):
+def make_run(kind, updater, recurrence, optimizer="sgd", grad_clip=None, batches=100, width=12, batch_size=2,
+             **train):
     return RunConfig(
         task=TASK,
         model=ModelConfig(kind=kind, depth=2, width=width, recurrence=recurrence),
-        train=TrainConfig(updater=updater, optimizer=optimizer, grad_clip=grad_clip, batch_size=2,
+        train=TrainConfig(updater=updater, optimizer=optimizer, grad_clip=grad_clip, batch_size=batch_size,
                           batches=batches, metrics_every=1, stop_on_explosion=False, **train),
     )
 
@@ -315,3 +316,54 @@ def test_native_and_torch_backends_agree_on_a_wider_network(monkeypatch, updater
             np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-10, err_msg=name)
     for Ea, Eb in zip(native.E, plain.E):
         torch.testing.assert_close(Ea, Eb, rtol=1e-10, atol=1e-12)
+
+
+# (updater, recurrence, clip, reset_every). backprop with recurrence runs every kernel each character
+# (forward product, backward product, step, mask product of the gradient norm); BPTT steps once per
+# sequence over all characters at once, with E carried over to the next sequence (so its forward and
+# backward products run too) and a clip small enough to bind on E.
+TAIL_CASES = [("backprop", True, math.inf, 1), ("bptt", True, 0.06, 2)]
+# float32: a SIMD block is 8 numbers, the forward product takes 4 blocks at once: B = 1 and 7 are tails
+# only, 8 one block, 9 a block and a tail, 33 four blocks and a tail, 41 all three loops.
+TAIL_BATCHES = [1, 7, 8, 9, 33, 41]
+
+
+@pytest.mark.parametrize("backend", ["native", "torch"])
+@pytest.mark.parametrize("batch_size", TAIL_BATCHES)
+@pytest.mark.parametrize("updater,recurrence,clip,reset_every", TAIL_CASES,
+                         ids=["-".join(map(str, p)) for p in TAIL_CASES])
+def test_float32_engine_matches_reference_at_every_simd_tail(monkeypatch, updater, recurrence, clip, reset_every,
+                                                             batch_size, backend):
+    """float32 at batch sizes that end in every remainder of the vector loops, on both backends: every
+    metric of every batch, and at the end the slow weights and each sequence's ephemeral entries."""
+    if backend == "torch":
+        monkeypatch.setattr(ell, "_native", lambda: None)
+    elif ell._native() is None:
+        pytest.skip("no C compiler: the native kernels are not built")
+    run = make_run("ephemeral", updater, recurrence, batches=20, width=10, batch_size=batch_size,
+                   reset_every=reset_every)
+    assert run.train.dtype == "float32"
+    members = stable_members("ephemeral", clip, n=2)
+    pop, refs = Population(run, members), [Reference(run, h) for h in members]
+    assert all(lay.backend == backend for lay in pop.layout)
+    clip_hit = [False, False]  # some ephemeral entry at -clip, at +clip
+    for step in range(run.train.batches):
+        m = pop.step()
+        assert not m.exploded.any(), f"batch {step}: a member exploded; the comparison needs a stable regime"
+        for p, ref in enumerate(refs):
+            expected = ref.train_batch()
+            for name in COMPARED:
+                assert_close(m.for_member(p)[name], expected[name], f"batch {step}, member {p}, {name}")
+            for side, sign in enumerate((-1, 1)):
+                clip_hit[side] |= any(bool((E * sign >= clip * (1 - 1e-6)).any()) for E in ref.E)
+    assert not pop.E_zero
+    if math.isfinite(clip):
+        assert all(clip_hit), f"the clip bound the ephemeral entries at (-clip, +clip): {clip_hit}"
+    for l, lay in enumerate(pop.layout):
+        first = [0, *lay.counts.cumsum(0).tolist()]
+        for p, ref in enumerate(refs):
+            got = pop.E[l][first[p]:first[p + 1]]  # (entries of member p, B), row-major like a boolean index
+            torch.testing.assert_close(got, ref.E[l][:, ref.mask[l]].T, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(pop.S[l][p], ref.W[l], rtol=1e-5, atol=1e-6)
+    for p, ref in enumerate(refs):
+        torch.testing.assert_close(pop.W_out[p], ref.W_out, rtol=1e-5, atol=1e-6)
