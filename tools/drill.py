@@ -1,4 +1,4 @@
-"""Fault and concurrency drill: measures what README.md reports about sweeps surviving faults.
+"""Fault and concurrency drill: measures what docs/benchmarks.md reports about sweeps surviving faults.
 
     python -m tools.drill [--storage sqlite|postgresql|both] [--json]
 
@@ -8,7 +8,11 @@ the database afterwards, configurations lost, duplicated and left RUNNING:
 - concurrency: two studies submitted at once to one database, each running 8 packs at a time
   (0.25 CPU per pack), so 16 packs write to the database concurrently;
 - worker kills: K packs' worker processes are SIGKILLed mid-pack; each must be retried;
-- driver kill: the driver is SIGKILLed mid-study and the same command is run again.
+- driver kill: the driver is SIGKILLed mid-study, `sweeper status` must call it gone at once, and the
+  same command is run again.
+
+Kills happen at a known point: every pack holds at batch 200 until let go (the packs' test pause
+point, `tests.helpers.sweep.Pause`), so a kill never lands before a pack started or after it ended.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tests.helpers.studies import _lrs, audit, grid_space, write_study
+from tests.helpers.sweep import Pause
 
-from tests.helpers.studies import audit, rows, write_study, grid_space, _lrs
+PAUSE_BATCH = 200
 
 
-def _start(args: list[str]) -> subprocess.Popen:
+def _start(args: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sweeper", "submit", *args, "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=env)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 900) -> str:
@@ -46,19 +53,6 @@ def _finish(proc: subprocess.Popen, timeout: float = 900) -> str:
     except ProcessLookupError:
         pass
     return out
-
-
-def _wait(url: str, sql: str, timeout: float = 180) -> list[tuple]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            got = rows(url, sql)
-        except sa.exc.OperationalError:
-            got = []
-        if got:
-            return got
-        time.sleep(0.2)
-    raise TimeoutError(sql)
 
 
 def drill_concurrency(url: str, work: Path) -> dict:
@@ -77,39 +71,37 @@ def drill_concurrency(url: str, work: Path) -> dict:
 
 def drill_worker_kills(url: str, work: Path, kills: int = 3) -> dict:
     path = write_study(work, "workers", space=grid_space(_lrs(4)), per_trial=2, batches=2500, width=64)
-    proc = _start([str(path), "--storage", url, "--num-cpus", "2"])
-    killed = set()
-    deadline = time.time() + 600
-    while len(killed) < kills and time.time() < deadline and proc.poll() is None:
-        for number, pid in rows(url, "SELECT t.number, t.worker FROM sw_trials t JOIN sw_studies s "
-                                     "ON s.id = t.study_id WHERE s.name = 'workers' AND t.status = 'RUNNING' "
-                                     "AND t.attempts = 1 AND t.worker IS NOT NULL"):
-            if number not in killed and len(killed) < kills:
-                time.sleep(0.5)  # mid-pack, not at its first instruction
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed.add(number)
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.2)
+    pause = Pause(work / "pause-workers", PAUSE_BATCH)
+    pause.go(*range(kills, 12))  # packs 0..kills-1 hold; the rest run through
+    proc = _start([str(path), "--storage", url, "--num-cpus", "2"], env=pause.env())
+    killed = 0
+    for number in range(kills):
+        os.kill(pause.wait(number, timeout=600), signal.SIGKILL)
+        killed += 1
+        pause.go(number)  # its retry passes the point
     out = _finish(proc)
     result = audit(url, "workers")
-    return {"killed": len(killed), "exit_code": proc.returncode, **result,
+    return {"killed": killed, "exit_code": proc.returncode, **result,
             "error": out[-500:] if proc.returncode else None}
 
 
 def drill_driver_kill(url: str, work: Path) -> dict:
     path = write_study(work, "driver", space=grid_space(_lrs(4)), per_trial=2, batches=2500, width=64)
-    proc = _start([str(path), "--storage", url, "--num-cpus", "2"])
-    of_study = "FROM sw_trials t JOIN sw_studies s ON s.id = t.study_id WHERE s.name = 'driver' AND t.status"
-    _wait(url, f"SELECT 1 {of_study} = 'COMPLETE'")
-    _wait(url, f"SELECT 1 {of_study} = 'RUNNING'")
+    pause = Pause(work / "pause-driver", PAUSE_BATCH)
+    pause.go(0, 1)  # two packs finish; the third holds, and the driver is killed then
+    proc = _start([str(path), "--storage", url, "--num-cpus", "2"], env=pause.env())
+    pause.wait(2, timeout=600)
     proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    started = time.time()
+    status = subprocess.run([sys.executable, "-m", "sweeper", "status", "driver", "--storage", url],
+                            capture_output=True, text=True, timeout=120)
+    seen_gone = {"driver_gone_seen": "driver gone" in status.stdout, "status_s": round(time.time() - started, 1)}
     _finish(proc)
     before = audit(url, "driver")
     again = _start([str(path), "--storage", url, "--num-cpus", "2"])
     out = _finish(again)
-    return {"packs_done_before_kill": before["complete_packs"], "exit_code": again.returncode,
+    return {"packs_done_before_kill": before["complete_packs"], **seen_gone, "exit_code": again.returncode,
             **audit(url, "driver"), "error": out[-500:] if again.returncode else None}
 
 

@@ -252,7 +252,7 @@ def check_source(db, spec) -> None:
     try:
         fit = latest_fit(db, source)
     except BoundaryError as e:
-        raise StudyError("search.boundary_fit", str(e), spec.path or "<study>") from None
+        raise StudyError("search.boundary_fit", e.message, spec.path or "<study>") from None
     if fit is None:
         raise StudyError("search.boundary_fit", f"study {source!r} has no stored boundary fit; run "
                          f"`sweeper boundary {source}` first, or use \"self\"", spec.path or "<study>")

@@ -21,7 +21,8 @@ import contextlib
 import math
 import warnings
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ray.tune.search import Searcher
 
@@ -172,22 +173,22 @@ class Pack(dict):
 
 
 class PackSearcher(Searcher):
-    """Hands Tune one pack per trial; tells Optuna the verdicts when the pack ends.
+    """Hands Tune one pack per trial; tells the driver when a pack's Ray trial ends.
 
     `pending`: packs to run first (interrupted ones on a resume, in order). `make_pack(number)`: a
-    fresh pack, or None when the study has all it needs. `on_done(number, result|None, error)`: the
-    driver's bookkeeping (database, Optuna, progress).
+    fresh pack, or None when the study has all it needs. `on_start(pack, trial_id)` and
+    `on_done(number, errored)`: the driver's bookkeeping. Tune's results carry progress only: how a
+    pack ended is read from the database, its one record.
     """
 
     def __init__(self, pending: list[Pack], make_pack: Callable[[int], Pack | None], next_number: int,
-                 on_start: Callable[[Pack, str], None], on_done: Callable[[int, dict | None, bool], None]):
+                 on_start: Callable[[Pack, str], None], on_done: Callable[[int, bool], None]):
         super().__init__(metric=None, mode=None)
         self._pending = deque(pending)
         self._make_pack = make_pack
         self._next = next_number
         self._on_start, self._on_done = on_start, on_done
         self._live: dict[str, int] = {}
-        self._last: dict[str, dict] = {}
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -216,12 +217,7 @@ class PackSearcher(Searcher):
         self._live[trial_id] = pack["pack"]
         return dict(pack)
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self._last[trial_id] = result
-
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         number = self._live.pop(trial_id, None)
-        last = result or self._last.pop(trial_id, None)
-        self._last.pop(trial_id, None)
         if number is not None:
-            self._on_done(number, last, error)
+            self._on_done(number, error)

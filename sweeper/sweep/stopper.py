@@ -11,14 +11,15 @@ Ordering. When a Tune Stopper ends a trial, Tune tells the searcher that the tri
 the trial's own code after `tune.report` runs (measured with Ray 2.60), so a pack that wrote its
 results on the way out would race the driver that reads them. The rule is therefore a pure function
 of the reported numbers, and the pack applies it to its report *before* sending it: when it holds,
-the pack stops its survivors, writes everything, and sends that report as its last one, with the
-results. The Stopper then sees the same numbers, stops the trial on Tune's side, and the searcher
-finds the results in the report.
+the pack stops its survivors, writes everything to the database, and only then sends that report as
+its last one. The Stopper then sees the same numbers, stops the trial on Tune's side, and the driver
+finds the pack's results in the database.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 PACK_STOP_PREDICTOR = "pack_stop"
 """The `predictor` of the warning events that record members stopped with their pack."""

@@ -11,29 +11,35 @@ Each function is one short transaction. The rules that keep results safe when pr
 - A worker that finds its pack already COMPLETE (it died after committing, before Ray heard of it)
   does not train again: it hands back the stored result.
 - The driver holds a lease on the study (host, pid, heartbeat); a second driver refuses to run a study
-  whose lease is alive, and takes over one whose lease is stale.
+  whose driver is alive (`driver_alive`), and takes over one whose driver is gone.
 """
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
 import datetime as dt
+import logging
 import os
 import socket
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from sweeper.db import Database, EarlyWarning, Member, MemberMetric, Study, StudyStatus, Trial, TrialStatus
 from sweeper.db.types import utcnow
+from sweeper.errors import SweeperError
+from sweeper.outcomes import Outcome
 
+HEARTBEAT_S = 5.0
+"""How often a driver refreshes its lease."""
 LEASE_STALE_S = 30.0
-"""A driver whose heartbeat is older than this is presumed dead (it beats every few seconds)."""
+"""A driver on another host whose heartbeat is older than this is presumed dead."""
+
+log = logging.getLogger(__name__)
 
 FINAL = (TrialStatus.COMPLETE, TrialStatus.FAILED, TrialStatus.PRUNED)
-METRIC_COLUMNS = ("loss", "acc", "mem_acc", "grad_eph", "grad_slow", "grad_ratio", "grad_rms_ratio",
-                  "w_eph", "w_slow", "max_logit")
 
 
 class LeaseHeld(SweeperError, RuntimeError):
@@ -52,38 +58,53 @@ class StaleAttempt(RuntimeError):
     """This worker's attempt at a pack was superseded; its results are not written."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host runs. A zombie (killed, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): the signal test above is all there is
 
 
 def _age_s(when: dt.datetime | None) -> float:
     if when is None:
         return float("inf")
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return (utcnow() - when).total_seconds()
 
 
-def lease_alive(study: Study) -> bool:
-    """Whether the driver recorded on `study` is still running it."""
-    if study.status != StudyStatus.RUNNING or study.driver_pid is None:
+def driver_alive(study: Study | None) -> bool:
+    """Whether the driver recorded on `study` is still running it.
+
+    A driver on this host whose pid is gone is gone at once (a SIGKILLed driver leaves no time to
+    say so). Otherwise the heartbeat decides, gone once older than LEASE_STALE_S: a driver on another
+    host cannot be asked, and a live pid here may be another process that reused the number.
+    """
+    if study is None or study.status != StudyStatus.RUNNING or study.driver_pid is None:
         return False
-    if study.driver_host == socket.gethostname() and not _pid_alive(study.driver_pid):
+    if study.driver_host == socket.gethostname() and not pid_alive(study.driver_pid):
         return False
     return _age_s(study.heartbeat_at) < LEASE_STALE_S
+
+
+def find_study(db: Database, name: str) -> Study | None:
+    with db.read_session() as s:
+        return s.scalars(sa.select(Study).where(Study.name == name)).one_or_none()
 
 
 # ---------------------------------------------------------------------------------------------------
 # Driver side
 
 
-@dataclass
+@dataclass(frozen=True)
 class StudyHandle:
     id: int
     name: str
@@ -109,7 +130,7 @@ def open_study(db: Database, *, name: str, spec: dict, source: str, code_version
             raise SpecMismatch(
                 f"a study named {name!r} already exists in this database with a different study file; "
                 f"give the new study another `name`, or submit the original file to resume it")
-        if lease_alive(study):
+        if driver_alive(study):
             raise LeaseHeld(f"study {name!r} is being run by pid {study.driver_pid} on {study.driver_host} "
                             f"(heartbeat {_age_s(study.heartbeat_at):.0f} s ago)")
         previous = study.status.value
@@ -125,6 +146,31 @@ def heartbeat(db: Database, study_id: int) -> None:
                   .values(heartbeat_at=utcnow()))
 
 
+class LeaseHeartbeat:
+    """Refreshes the driver's lease on the study every `every` seconds, from a daemon thread."""
+
+    def __init__(self, db: Database, study_id: int, every: float = HEARTBEAT_S):
+        self.db, self.study_id, self.every = db, study_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sweeper-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                heartbeat(self.db, self.study_id)
+            except Exception as exc:  # the next beat retries; a lease that keeps failing goes stale, so say so
+                log.warning("the driver's lease heartbeat failed (retrying in %.0f s): %s: %s",
+                            self.every, type(exc).__name__, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+
 def close_study(db: Database, study_id: int, status: StudyStatus) -> None:
     """End the driver's lease. In-flight packs go back to WAITING, so none is left RUNNING."""
     with db.session() as s:
@@ -137,20 +183,47 @@ def close_study(db: Database, study_id: int, status: StudyStatus) -> None:
         s.execute(sa.update(Study).where(Study.id == study_id).values(**values))
 
 
-@dataclass
+@dataclass(frozen=True)
 class PackRow:
     number: int
     status: TrialStatus
     points: list[dict]
     result: dict | None
+    """What the pack wrote at its end (verdicts, counts, progress, timing, warnings); None until then."""
     attempts: int
+    error: str | None
+
+
+_PACK_COLUMNS = (Trial.number, Trial.status, Trial.points, Trial.result, Trial.attempts, Trial.error)
+
+
+def _pack_row(r) -> PackRow:
+    return PackRow(r.number, r.status, r.points or [], r.result, r.attempts, r.error)
 
 
 def packs(db: Database, study_id: int) -> list[PackRow]:
     with db.read_session() as s:
-        rows = s.execute(sa.select(Trial.number, Trial.status, Trial.points, Trial.result, Trial.attempts)
-                         .where(Trial.study_id == study_id).order_by(Trial.number)).all()
-    return [PackRow(r.number, r.status, r.points or [], r.result, r.attempts) for r in rows]
+        rows = s.execute(sa.select(*_PACK_COLUMNS).where(Trial.study_id == study_id).order_by(Trial.number)).all()
+    return [_pack_row(r) for r in rows]
+
+
+def pack(db: Database, study_id: int, number: int) -> PackRow | None:
+    """One pack as the database holds it: the one record of how it ended."""
+    with db.read_session() as s:
+        row = s.execute(sa.select(*_PACK_COLUMNS)
+                        .where(Trial.study_id == study_id, Trial.number == number)).one_or_none()
+    return None if row is None else _pack_row(row)
+
+
+def study_counts(db: Database, study_id: int) -> tuple[dict[str, int], dict[str, int]]:
+    """(packs by status, members by outcome) of a study, keyed by the enums' values."""
+    with db.read_session() as s:
+        packs = dict(s.execute(sa.select(Trial.status, sa.func.count()).where(Trial.study_id == study_id)
+                               .group_by(Trial.status)).all())
+        members = dict(s.execute(sa.select(Member.outcome, sa.func.count()).where(Member.study_id == study_id)
+                                 .group_by(Member.outcome)).all())
+    return ({str(getattr(k, "value", k)): v for k, v in packs.items()},
+            {str(getattr(k, "value", k)): v for k, v in members.items()})
 
 
 def put_waiting(db: Database, study_id: int, number: int, points: list[dict], ray_trial_id: str) -> None:
@@ -174,7 +247,7 @@ def fail_trial(db: Database, study_id: int, number: int, error: str, members: Se
             return False
         trial.status, trial.error, trial.finished_at = TrialStatus.FAILED, error[-4000:], utcnow()
         s.execute(sa.delete(Member).where(Member.trial_id == trial.id))
-        s.add_all(Member(trial_id=trial.id, study_id=study_id, outcome="failed", error=error[-2000:], **m)
+        s.add_all(Member(trial_id=trial.id, study_id=study_id, outcome=Outcome.FAILED, error=error[-2000:], **m)
                   for m in members)
         return True
 

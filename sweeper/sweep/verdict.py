@@ -1,6 +1,6 @@
 """What Optuna is told about one configuration, from the members that trained it (one per seed).
 
-Optuna must hear the truth (issue 3): a configuration whose runs exploded is infeasible or failed, one
+Optuna must hear the truth: a configuration whose runs exploded is infeasible or failed, one
 whose runs were stopped early is pruned, and NaN or infinity never becomes a value. The rule, per
 configuration (its seeds trained side by side in one pack):
 
@@ -20,8 +20,11 @@ against stability. Pure functions, no Optuna import: the driver applies the verd
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
+
+from sweeper.outcomes import FINISHED, Outcome
 
 CONSTRAINT = "instability"
 
@@ -47,12 +50,12 @@ def judge(members: Sequence[Mapping[str, Any]], objectives: Sequence[tuple[str, 
     n = len(members)
     if n == 0:
         return Verdict("fail", None, math.nan, "no members", 0, 0)
-    counts = {k: sum(1 for m in members if m["outcome"] == k) for k in ("stable", "exploded", "stopped_early")}
-    stable = [m for m in members if m["outcome"] == "stable"]
-    unstable = (counts["exploded"] + counts["stopped_early"]) / n
+    counts = {k: sum(1 for m in members if m["outcome"] == k) for k in FINISHED}
+    stable = [m for m in members if m["outcome"] == Outcome.STABLE]
+    unstable = (counts[Outcome.EXPLODED] + counts[Outcome.STOPPED_EARLY]) / n
     if not stable:
-        if counts["exploded"] or any(m["outcome"] == "failed" for m in members):
-            why = f"{counts['exploded']} of {n} seeds exploded" if counts["exploded"] else "every seed failed"
+        if counts[Outcome.EXPLODED] or any(m["outcome"] == Outcome.FAILED for m in members):
+            why = f"{counts[Outcome.EXPLODED]} of {n} seeds exploded" if counts[Outcome.EXPLODED] else "every seed failed"
             return Verdict("fail", None, unstable, why, n, 0)
         return Verdict("pruned", None, unstable, f"all {n} seeds stopped early", n, 0)
     values = []

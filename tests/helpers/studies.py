@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from sweeper.outcomes import Outcome
 
-
 STUDY = """
 name = "{name}"
 [task]
@@ -84,9 +83,9 @@ FINAL_OUTCOMES = frozenset(o.value for o in Outcome) - {Outcome.RUNNING.value}
 def _optuna_state(outcomes: list[str]) -> str:
     """What Optuna must have been told of a configuration whose members ended so: sweeper.sweep.verdict's
     rule, restated so that the audit checks the driver rather than repeating its code."""
-    if "stable" in outcomes:
+    if Outcome.STABLE in outcomes:
         return "COMPLETE"
-    return "PRUNED" if all(o == "stopped_early" for o in outcomes) else "FAIL"
+    return "PRUNED" if all(o == Outcome.STOPPED_EARLY for o in outcomes) else "FAIL"
 
 
 def audit(url: str, name: str) -> dict:

@@ -13,10 +13,10 @@ import sys
 import time
 
 import pytest
-from tests.helpers.sweep import assert_study_sound
 
 from tests.helpers.cluster import LocalCluster
 from tests.helpers.studies import rows, write_study
+from tests.helpers.sweep import assert_study_sound
 
 pytestmark = pytest.mark.slow
 

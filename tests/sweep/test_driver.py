@@ -2,22 +2,24 @@
 
 In-process tests share one local Ray (started once, bound to loopback). The fault tests run the
 `sweeper submit` command as separate processes and kill them (driver, worker) as a user's machine
-would, then check that no trial is lost, duplicated or left RUNNING.
+would, at a known point (every pack holds at batch 20 until let go, `tests.helpers.sweep.Pause`),
+then check that no trial is lost, duplicated or left RUNNING.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import shlex
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 
 import pytest
 
-from tests.helpers.sweep import RANGE_SPACE, assert_study_sound, wait_for
-
 from tests.helpers.studies import rows, write_study
+from tests.helpers.sweep import RANGE_SPACE, Pause, assert_study_sound
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +34,7 @@ def test_grid_study_runs_every_configuration_once(local_ray, db_url, tmp_path):
     path = write_study(tmp_path, "grid", batches=60)
     result = submit(str(path), storage=db_url, progress=False)
     assert result.status == "COMPLETE" and result.planned == 3 and result.ran == 3
+    assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-grid-*") == []  # Tune's temporary directory
     assert_study_sound(db_url, "grid", configs=6, seeds=2)
     # lr 0.1 x plasticity 1e6 explodes on this budget; its Optuna trial is never a COMPLETE best.
     assert rows(db_url, "SELECT count(*) FROM sw_member_metrics") [0][0] > 0
@@ -58,9 +61,9 @@ def sweeper(*args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sweeper", *args], capture_output=True, text=True, timeout=600, **kw)
 
 
-def start(*args) -> subprocess.Popen:
+def start(*args, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sweeper", *args, "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
 
 
 def cleanup(proc: subprocess.Popen) -> str:
@@ -104,13 +107,17 @@ def test_same_name_with_another_file_is_refused_and_changes_nothing(local_ray, t
     assert rows(url, "SELECT * FROM sw_studies") + rows(url, "SELECT count(*) FROM sw_members") == before
 
 
-def test_driver_sigkill_then_resubmit_loses_and_duplicates_nothing(tmp_path):
+def test_driver_sigkill_is_seen_at_once_then_resubmit_loses_and_duplicates_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.sqlite3'}"
-    path = write_study(tmp_path, "killed", batches=2500, width=64)
-    proc = start("submit", str(path), "--storage", url)
-    wait_for(url, "SELECT 1 FROM sw_trials WHERE status = 'RUNNING'")
-    time.sleep(1.0)
+    path = write_study(tmp_path, "killed", batches=100)
+    pause = Pause(tmp_path / "pause", 20)
+    proc = start("submit", str(path), "--storage", url, env=pause.env())
+    pause.wait(0)  # pack 0 is mid-training, its trial RUNNING
     proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # The lease's heartbeat is seconds old, far from stale; the driver's pid says it is gone.
+    status = sweeper("status", "killed", "--storage", url)
+    assert "driver gone" in status.stdout, status.stdout + status.stderr
     cleanup(proc)
     assert rows(url, "SELECT count(*) FROM sw_trials WHERE status = 'COMPLETE'")[0][0] < 3
     r = sweeper("submit", str(path), "--storage", url, "--no-progress")
@@ -119,30 +126,42 @@ def test_driver_sigkill_then_resubmit_loses_and_duplicates_nothing(tmp_path):
     assert_study_sound(url, "killed", configs=6, seeds=2)
     attempts = rows(url, "SELECT max(attempts) FROM sw_trials")[0][0]
     assert attempts >= 2  # the interrupted packs ran again, under the same numbers
+    # the killed driver's temporary Tune directory went with the resubmit's own
+    assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-killed-{proc.pid}-*") == []
 
 
-def test_ctrl_c_leaves_nothing_running_and_resumes(tmp_path):
+def test_ctrl_c_exits_130_with_the_resume_command_and_leaves_nothing_running(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
-    path = write_study(tmp_path, "ctrlc", batches=2500, width=64)
-    proc = start("submit", str(path), "--storage", url)
-    wait_for(url, "SELECT 1 FROM sw_trials WHERE status = 'RUNNING'")
+    path = write_study(tmp_path, "ctrlc", batches=100)
+    pause = Pause(tmp_path / "pause", 20)
+    proc = start("submit", str(path), "--storage", url, env=pause.env())
+    pause.wait(0)
     proc.send_signal(signal.SIGINT)
-    cleanup(proc)
+    out = cleanup(proc)
+    assert proc.returncode == 130, out
+    command = shlex.join([sys.executable, "-m", "sweeper", "submit", str(path), "--storage", url, "--no-progress"])
+    assert f"sweeper: interrupted; run the same command to resume: {command}" in out
+    assert "members:" not in out
+    assert "Tuner.restore" not in out and "Token authentication" not in out and "RAY_AUTH_MODE" not in out, out
+    assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-ctrlc-*") == []
     assert rows(url, "SELECT status FROM sw_studies") == [("INTERRUPTED",)]
     assert rows(url, "SELECT count(*) FROM sw_trials WHERE status = 'RUNNING'") == [(0,)]
     r = sweeper("submit", str(path), "--storage", url, "--no-progress")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "Token authentication" not in r.stderr and "RAY_AUTH_MODE" not in r.stderr, r.stderr
     assert_study_sound(url, "ctrlc", configs=6, seeds=2)
 
 
 @pytest.mark.parametrize("max_failures", [1, 0])
 def test_killed_worker_is_retried_or_failed_and_the_study_finishes(tmp_path, max_failures):
     url = f"sqlite:///{tmp_path / 'w.sqlite3'}"
-    path = write_study(tmp_path, "worker", batches=2500, width=64, max_failures=max_failures)
-    proc = start("submit", str(path), "--storage", url)
-    (number, pid), = wait_for(url, "SELECT number, worker FROM sw_trials WHERE status = 'RUNNING' "
-                                   "AND number = 0 AND worker IS NOT NULL")
-    os.kill(int(pid), signal.SIGKILL)
+    path = write_study(tmp_path, "worker", batches=100, max_failures=max_failures)
+    pause = Pause(tmp_path / "pause", 20)
+    pause.go(1, 2)  # only pack 0 holds
+    proc = start("submit", str(path), "--storage", url, env=pause.env())
+    worker = pause.wait(0)
+    os.kill(worker, signal.SIGKILL)
+    pause.go(0)  # its retry passes the point
     out = cleanup(proc)
     status = rows(url, "SELECT status FROM sw_studies")
     assert status == [("COMPLETE",)], out

@@ -16,9 +16,9 @@ import sys
 import time
 
 import pytest
-from tests.helpers.sweep import wait_for
 
 from tests.helpers.studies import write_study
+from tests.helpers.sweep import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from tests.helpers.sweep import RANGE_SPACE, assert_study_sound
-
 from tests.helpers.studies import rows, write_study
+from tests.helpers.sweep import RANGE_SPACE, assert_study_sound
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +45,7 @@ def test_optuna_dashboard_reads_the_study_from_the_trial_database(local_ray, tmp
     """`optuna-dashboard <url>` on sweeper's database: its API lists the study and its trials."""
     optuna_dashboard = pytest.importorskip("optuna_dashboard")
     import optuna
+
     from sweeper.sweep.driver import submit
 
     url = f"sqlite:///{tmp_path / 'd.sqlite3'}"
