@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ from ..outcomes import Outcome
 from ..tasks.base import EVAL_STREAM, TRAIN_STREAM
 from . import ell
 from .init import init_member, layer_sizes
-from .metrics import METRIC_NAMES, MemberSummary, StepMetrics
+from .members import MemberBook
+from .metrics import METRIC_NAMES, StepMetrics
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -68,7 +69,7 @@ def memory_budget(device: str) -> int:
         return int(0.7 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-class Population:
+class Population(MemberBook):
     """Trains `members` (one Hyper each) of one `RunConfig` together."""
 
     def __init__(self, run: RunConfig, members: Sequence[Hyper], *, budget_bytes: int | None = None):
@@ -111,7 +112,7 @@ class Population:
             return torch.tensor([getattr(h, name) for h in members], dtype=dt, device=dev)
 
         # Per-member state. Every tensor here has the member axis first; `drop` keeps them aligned.
-        self.member_ids = torch.arange(len(members), device=dev)
+        self._open_book(len(members), dev)  # member_ids, outcomes, the explosion rule's window
         self.seeds = np.array([h.seed for h in members], dtype=np.int64)
         self.lr, self.plasticity = per_member("lr"), per_member("plasticity")
         self.gamma, self.clip = per_member("gamma"), per_member("clip")
@@ -135,15 +136,6 @@ class Population:
         if cfg.optimizer == "adam":
             self.adam_m = [torch.zeros_like(p) for p in self._params()]
             self.adam_v = [torch.zeros_like(p) for p in self._params()]
-        self.loss_hist = torch.full((len(members), cfg.explode_window), float("nan"), dtype=torch.float64, device=dev)
-        self.best_window = torch.full((len(members),), float("inf"), dtype=torch.float64, device=dev)
-
-        # Bookkeeping by original member index.
-        self.batch_index = 0
-        self.outcome = [Outcome.RUNNING] * len(members)
-        self.explode_step: list[int | None] = [None] * len(members)
-        self.steps_done = [0] * len(members)
-        self.final: list[dict[str, float]] = [{} for _ in members]
 
     # ------------------------------------------------------------------ state handling
 
@@ -175,15 +167,6 @@ class Population:
         shape = (*tensors[0].shape[:-1], sum(t.shape[-1] for t in tensors))
         return torch.cat(tensors, dim=-1, out=self._scratch("cat", *key, shape=shape))
 
-    @property
-    def size(self) -> int:
-        """Members still being trained."""
-        return len(self.member_ids)
-
-    @property
-    def alive(self) -> list[int]:
-        return self.member_ids.tolist()
-
     def _params(self) -> list[torch.Tensor]:
         return [*self.S, *self.bias, self.W_out, self.b_out]
 
@@ -193,13 +176,10 @@ class Population:
 
     def drop(self, members: Iterable[int], outcome: Outcome = Outcome.STOPPED_EARLY) -> None:
         """Stop training these members (original indices). The others go on; their work shrinks."""
-        members = set(int(m) for m in members)
-        if not members:
+        keep = self._mark_dropped(members, outcome)
+        if keep is None:
             return
-        keep = torch.tensor([m not in members for m in self.alive], device=self.device)
-        for m in members:
-            if m in self.alive and self.outcome[m] == Outcome.RUNNING:
-                self.outcome[m] = outcome
+        keep = torch.from_numpy(keep).to(self.device)
         idx = keep.nonzero().squeeze(1)
         self.E = [E[keep.repeat_interleave(lay.counts)] for E, lay in zip(self.E, self.layout)]
         for name in self._PER_MEMBER:
@@ -496,39 +476,8 @@ class Population:
             self.steps_done[m] = i + 1
             if full:
                 self.final[m] = {name: float(getattr(metrics, name)[row]) for name in METRIC_NAMES}
-        self.batch_index += 1
-        newly = metrics.member[exploded].tolist()
-        if newly and cfg.stop_on_explosion:
-            self.drop(newly, Outcome.EXPLODED)
-        if self.batch_index >= cfg.batches:
-            for m in self.alive:
-                if self.outcome[m] == Outcome.RUNNING:
-                    self.outcome[m] = Outcome.STABLE
+        self._end_batch(metrics.member[exploded].tolist())
         return metrics
-
-    def _check_explosion(self, loss, max_logit) -> np.ndarray:
-        cfg, i = self.cfg, self.batch_index
-        self.loss_hist[:, i % cfg.explode_window] = loss.double()
-        window = self.loss_hist if i + 1 >= cfg.explode_window else self.loss_hist[:, : i + 1]
-        mean = window.mean(1)
-        self.best_window = torch.fmin(self.best_window, mean)
-        bad = ~torch.isfinite(loss) | ~torch.isfinite(max_logit)
-        if i >= cfg.explode_grace:
-            rose = mean > self.best_window + cfg.explode_margin
-            bad |= (mean > cfg.explode_threshold) & rose
-        bad = bad.cpu().numpy()
-        first = np.array([self.explode_step[m] is None for m in self.alive], dtype=bool)
-        newly = bad & first
-        for m in np.asarray(self.alive)[newly]:
-            self.explode_step[int(m)] = i
-            self.outcome[int(m)] = Outcome.EXPLODED
-        return newly
-
-    def run(self, batches: int | None = None) -> Iterator[StepMetrics]:
-        """Train up to `batches` more batches (default: the rest of the budget), yielding metrics."""
-        end = self.cfg.batches if batches is None else min(self.cfg.batches, self.batch_index + batches)
-        while self.batch_index < end and self.size > 0:
-            yield self.step()
 
     def evaluate(self, n_batches: int = 10, ephemeral: bool = True) -> dict[str, np.ndarray]:
         """Accuracy on fresh sequences, slow weights frozen; ephemeral dynamics on (or held at 0).
@@ -549,10 +498,3 @@ class Population:
                 totals[k] = totals[k] + out[k].double().cpu().numpy()
         self.E, self.E_zero = saved, saved_zero
         return {"member": np.asarray(self.alive), **{k: v / n_batches for k, v in totals.items()}}
-
-    def summaries(self) -> list[MemberSummary]:
-        return [
-            MemberSummary(member=m, outcome=self.outcome[m].value, explode_step=self.explode_step[m],
-                          steps_done=self.steps_done[m], final=self.final[m])
-            for m in range(len(self.hypers))
-        ]

@@ -19,7 +19,7 @@ Members can be dropped at any batch; their rows leave every stacked tensor, so t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ import torch
 from ...config import ConfigError
 from ...outcomes import Outcome
 from ...tasks.base import EVAL_STREAM, TRAIN_STREAM
-from ..metrics import MemberSummary
+from ..members import MemberBook
 from ..population import ADAM_BETAS, ADAM_EPS, memory_budget
 from .config import FamilyRun, FastWeightsModel
 from .forward import FORMS, FWP_CHUNK, BatchForward, fastweights_forward, fwp_forward, resolve_form
@@ -108,7 +108,7 @@ def rows(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-class FamilyPopulation:
+class FamilyPopulation(MemberBook):
     """Trains members (one FastWeightsHyper or FWPHyper each) of one `FamilyRun` together.
 
     `device`: where the tensors live (default `run.train.device`). `form`: how the fast
@@ -163,7 +163,7 @@ class FamilyPopulation:
             return torch.tensor([getattr(h, name) for h in hypers], dtype=dt, device=dev)  # (P,)
 
         # Per-member state: every tensor here has the member axis first; `drop` keeps them aligned.
-        self.member_ids = torch.arange(len(hypers), device=dev)  # (P,): original index of each row
+        self._open_book(len(hypers), dev)  # member_ids, outcomes, the explosion rule's window
         self.seeds = np.array([h.seed for h in hypers], dtype=np.int64)  # (P,), host side for task.sample
         self.lr, self.clip, self.lam = per_member("lr"), per_member("clip"), per_member("lam")  # (P,) each
         self.rate = per_member("eta" if self.fastweights else "beta_scale")  # (P,): eta, resp. beta_scale
@@ -171,41 +171,17 @@ class FamilyPopulation:
         if self.cfg.optimizer == "adam":
             self.adam_m = {n: torch.zeros_like(v) for n, v in self.params.items()}  # {name: (P, ...)}
             self.adam_v = {n: torch.zeros_like(v) for n, v in self.params.items()}  # {name: (P, ...)}
-        self.loss_hist = torch.full((len(hypers), self.cfg.explode_window), math.nan, dtype=torch.float64,
-                                    device=dev)  # (P, window): the last losses, for the explosion rule
-        self.best_window = torch.full((len(hypers),), math.inf, dtype=torch.float64, device=dev)  # (P,)
-
-        # Bookkeeping by original member index.
-        self.batch_index = 0
-        self.outcome = [Outcome.RUNNING] * len(hypers)
-        self.explode_step: list[int | None] = [None] * len(hypers)
-        self.steps_done = [0] * len(hypers)
-        self.final: list[dict[str, float]] = [{} for _ in hypers]
 
     # ------------------------------------------------------------------ state handling
 
     _PER_MEMBER = ("member_ids", "lr", "clip", "lam", "rate", "loss_hist", "best_window")
     _PER_MEMBER_DICTS = ("params", "adam_m", "adam_v")
 
-    @property
-    def size(self) -> int:
-        """Members still being trained."""
-        return len(self.member_ids)
-
-    @property
-    def alive(self) -> list[int]:
-        return self.member_ids.tolist()
-
     def drop(self, members: Iterable[int], outcome: Outcome = Outcome.STOPPED_EARLY) -> None:
         """Stop training these members (original indices). The others go on; their work shrinks."""
-        members = set(int(m) for m in members)
-        if not members:
+        keep = self._mark_dropped(members, outcome)
+        if keep is None:
             return
-        alive = self.alive
-        for m in members:
-            if m in alive and self.outcome[m] == Outcome.RUNNING:
-                self.outcome[m] = outcome
-        keep = np.array([m not in members for m in alive], dtype=bool)
         idx = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
         for name in self._PER_MEMBER:
             setattr(self, name, getattr(self, name).index_select(0, idx))
@@ -224,10 +200,12 @@ class FamilyPopulation:
 
     # ------------------------------------------------------------------ one batch
 
-    def _forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> BatchForward:
+    def _forward(self, params: dict[str, torch.Tensor], x: torch.Tensor,
+                 rate: torch.Tensor | None = None) -> BatchForward:
+        rate = self.rate if rate is None else rate  # (P,): eta, resp. beta_scale
         if self.fastweights:
-            return fastweights_forward(self.model, params, self.rate, self.lam, x, self.form)
-        return fwp_forward(self.model, params, self.rate, self.lam, x, self.form, self.chunk)
+            return fastweights_forward(self.model, params, rate, self.lam, x, self.form)
+        return fwp_forward(self.model, params, rate, self.lam, x, self.form, self.chunk)
 
     def _sample(self, batch_index: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens (P, B, T + 1) and memory marks (P, B, T) of every member's batch `batch_index`."""
@@ -327,52 +305,30 @@ class FamilyPopulation:
         for row, m in enumerate(metrics.member):
             self.steps_done[m] = i + 1
             self.final[m] = {name: float(host[j, row]) for j, name in enumerate(FAMILY_METRIC_NAMES)}
-        self.batch_index += 1
-        newly = metrics.member[exploded].tolist()
-        if newly and cfg.stop_on_explosion:
-            self.drop(newly, Outcome.EXPLODED)
-        if self.batch_index >= cfg.batches:
-            for m in self.alive:
-                if self.outcome[m] == Outcome.RUNNING:
-                    self.outcome[m] = Outcome.STABLE
+        self._end_batch(metrics.member[exploded].tolist())
         return metrics
 
-    def _check_explosion(self, loss: torch.Tensor, max_logit: torch.Tensor) -> np.ndarray:
-        """docs/engine.md's rule: non-finite loss or logits, or (from batch `explode_grace` on) a windowed
-        loss above `explode_threshold` that has also risen `explode_margin` above its best. (n,) bool."""
-        cfg, i = self.cfg, self.batch_index
-        self.loss_hist[:, i % cfg.explode_window] = loss
-        window = self.loss_hist if i + 1 >= cfg.explode_window else self.loss_hist[:, : i + 1]
-        mean = window.mean(1)
-        self.best_window = torch.fmin(self.best_window, mean)
-        bad = ~torch.isfinite(loss) | ~torch.isfinite(max_logit)
-        if i >= cfg.explode_grace:
-            bad |= (mean > cfg.explode_threshold) & (mean > self.best_window + cfg.explode_margin)
-        bad = bad.cpu().numpy()
-        first = np.array([self.explode_step[m] is None for m in self.alive], dtype=bool)
-        newly = bad & first
-        for m in np.asarray(self.alive)[newly]:
-            self.explode_step[int(m)] = i
-            self.outcome[int(m)] = Outcome.EXPLODED
-        return newly
-
-    def run(self, batches: int | None = None) -> Iterator[FamilyStepMetrics]:
-        """Train up to `batches` more batches (default: the rest of the budget), yielding metrics."""
-        end = self.cfg.batches if batches is None else min(self.cfg.batches, self.batch_index + batches)
-        while self.batch_index < end and self.size > 0:
-            yield self.step()
-
     @torch.no_grad()
-    def evaluate(self, n_batches: int = 10) -> dict[str, np.ndarray]:
+    def evaluate(self, n_batches: int = 10, fast: bool = True) -> dict[str, np.ndarray]:
         """Fresh sequences of EVAL_STREAM (batch indices 0 .. n_batches-1), slow weights frozen, the fast
         state running as in training. Returns member and loss, acc, mem_acc over all their characters,
-        arrays aligned with `self.alive` (as the reference's `evaluate`)."""
+        arrays aligned with `self.alive` (as the reference's `evaluate`).
+
+        `fast=False` holds every fast state at 0 (nothing is written to it; what the slow weights do
+        alone): fastweights with eta = 0, so A_t = 0 (h still carries the slow recurrence W h); fwp with
+        every layer's value projection W_V = 0, so each write is 0 and each read W_t phi(q_t) = 0."""
         if n_batches < 1:
             raise ValueError(f"n_batches: got {n_batches}; expected at least 1")
+        params, rate = self.params, self.rate
+        if not fast:
+            if self.fastweights:
+                rate = torch.zeros_like(self.rate)
+            else:
+                params = {n: torch.zeros_like(v) if n.endswith(".W_V") else v for n, v in self.params.items()}
         totals = None
         for j in range(n_batches):
             tokens, memory = self._sample(j, EVAL_STREAM)
-            fwd = self._forward(self.params, tokens[..., :-1])
+            fwd = self._forward(params, tokens[..., :-1], rate)
             _, sums = self._prediction_sums(fwd.logits, tokens, memory)
             totals = sums if totals is None else tuple(a + b for a, b in zip(totals, sums))
         loss_sum, correct, mem_n, mem_correct = (t.cpu().numpy() for t in totals)
@@ -380,13 +336,6 @@ class FamilyPopulation:
         with np.errstate(invalid="ignore", divide="ignore"):
             mem_acc = mem_correct / mem_n
         return {"member": np.asarray(self.alive), "loss": loss_sum / n, "acc": correct / n, "mem_acc": mem_acc}
-
-    def summaries(self) -> list[MemberSummary]:
-        return [
-            MemberSummary(member=m, outcome=self.outcome[m].value, explode_step=self.explode_step[m],
-                          steps_done=self.steps_done[m], final=self.final[m])
-            for m in range(len(self.hypers))
-        ]
 
 
 __all__ = ["FamilyPopulation", "FamilyStepMetrics", "estimate_bytes", "CLIP_EPS"]
