@@ -7,10 +7,12 @@ value raises `ConfigError` naming the field and the allowed range before any com
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
+
+from sweeper.errors import SweeperError
 
 MODEL_KINDS = ("ephemeral", "rnn")
 ACTIVATIONS = ("relu", "tanh")

@@ -13,3 +13,8 @@ class Outcome(str, Enum):
     """Stopped by the early-warning stopper before the end of its budget."""
     FAILED = "failed"
     """The trial running it failed (an error, a killed worker) before it could finish."""
+
+
+FINISHED = (Outcome.STABLE, Outcome.EXPLODED, Outcome.STOPPED_EARLY)
+"""The outcomes of members that ran to an end: they count towards an explosion rate and a boundary fit
+(a stopped-early member was predicted to explode). FAILED and RUNNING members are left out."""

@@ -3,6 +3,12 @@
 `db_url` is a fresh SQLite file, or a fresh uniquely named PostgreSQL database (created on the server
 named by $SWEEPER_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres, and dropped with
 everything in it afterwards, Optuna's tables included), so tests never see each other's tables.
+
+Markers (registered in pyproject.toml) are added here by what a test uses, so a test file need not
+name them: `postgres` (a BACKENDS parameter set to "postgresql", or a PostgreSQL fixture), `browser`
+(the `chromium` fixture), `ray` (the `local_ray` or `cluster` fixture, or a module whose tests run
+`sweeper submit` in subprocesses), `cluster` (tests/sweep/test_cluster.py). `slow` is written on
+the tests themselves.
 """
 
 from __future__ import annotations
@@ -86,3 +92,42 @@ def local_ray():
              log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Debian Chromium (under Playwright) for the whole run; each test opens its own context."""
+    from tests.helpers import browser
+
+    with browser.browser() as b:
+        yield b
+
+
+# ---------------------------------------------------------------------------------------------------
+# Markers by use
+
+POSTGRES_FIXTURES = {"pg_url"}
+BROWSER_FIXTURES = {"chromium"}
+RAY_FIXTURES = {"local_ray", "cluster"}
+# Modules whose tests start Ray through `sweeper submit` subprocesses or `ray start`, not a fixture.
+RAY_MODULES = {"tests/sweep/test_driver.py", "tests/sweep/test_local_ray.py", "tests/sweep/test_cluster.py"}
+CLUSTER_MODULES = {"tests/sweep/test_cluster.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(str(config.rootpath))
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        try:
+            module = Path(str(item.path)).relative_to(root).as_posix()
+        except ValueError:
+            module = ""
+        if any(isinstance(v, str) and v == "postgresql" for v in params.values()) or fixtures & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
+        if fixtures & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if fixtures & RAY_FIXTURES or module in RAY_MODULES:
+            item.add_marker(pytest.mark.ray)
+        if module in CLUSTER_MODULES:
+            item.add_marker(pytest.mark.cluster)

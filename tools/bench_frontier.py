@@ -44,9 +44,9 @@ def main() -> int:
     parser.add_argument("--screenshot", help="save a screenshot of the last cold visit (partial bundle) here")
     args = parser.parse_args()
 
+    from sweeper.db import open_db, upgrade
     from tests.helpers.browser import FRONTIER_DRAWN_JS, browser, serving, time_frontier
     from tests.helpers.synthetic import make_study
-    from sweeper.db import open_db, upgrade
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"

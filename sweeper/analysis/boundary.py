@@ -7,7 +7,7 @@
 
 The paper (Fig. 7) saw a line separate stable from exploding runs in the (base LR, plasticity) plane;
 the linearised fast update predicts that the line has slope -1 in log10-log10 coordinates (stability
-depends on lr * plasticity, SCIENCE.md section 6). This module measures that line:
+depends on lr * plasticity). This module measures that line:
 
 - **Members.** stable = outcome `stable`; unstable = `exploded` or `stopped_early` (the stopper
   predicted an explosion); `failed` and `running` members are left out (counted in the report).
@@ -15,9 +15,10 @@ depends on lr * plasticity, SCIENCE.md section 6). This module measures that lin
   (lr and plasticity must; ratio, gamma and clip when they vary). A clip of inf (no clipping) has no
   logarithm: it is mapped to one decade beyond the largest finite clip of the study
   (`clip_inf_log10` in the payload), i.e. "looser than any clip tried".
-- **Model.** scikit-learn's LogisticRegression (or LinearSVC, Platt-scaled on out-of-fold decision
-  values so that it also gives probabilities) on standardized features; the stored hyperplane is
-  mapped back to log10 units, P(stable) = sigmoid(intercept + sum_a coef[a] * x_a).
+- **Model.** scikit-learn's LogisticRegression (or LinearSVC, Platt-scaled by scikit-learn's sigmoid
+  calibration of out-of-fold decision values so that it also gives probabilities) on standardized
+  features; the stored hyperplane is mapped back to log10 units,
+  P(stable) = sigmoid(intercept + sum_a coef[a] * x_a).
 - **Boundary line.** P = 0.5 in the (log10 lr, log10 plasticity) plane, the other features at their
   median: log10 plasticity = slope * log10 lr + intercept, with percentile intervals over
   `bootstrap` refits on members resampled with replacement. The slope is consistent with -1 (the
@@ -32,14 +33,16 @@ NaN or infinity anywhere: what cannot be computed is null).
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from sweeper.errors import SweeperError
+from sweeper.jsonio import to_strict
+from sweeper.outcomes import FINISHED
+from sweeper.provenance import code_version
 
 AXES = ("lr", "plasticity", "ratio", "gamma", "clip")
 """Hyperparameters the classifier may use, in this order."""
@@ -50,7 +53,6 @@ MIN_PER_CLASS = 5
 MIN_BOOTSTRAP_USED = 0.5
 """Intervals are reported only when at least this fraction of the resamples could be fitted."""
 PAYLOAD_FORMAT = 1
-Z95 = 1.959963984540054
 
 
 class BoundaryError(SweeperError, ValueError):
@@ -88,15 +90,8 @@ class Members:
 def load_members(db, study: str, *, finished_trials_only: bool = False) -> Members:
     """The study's stable, exploded and stopped-early members. `finished_trials_only`: only members
     of packs whose trial finished (COMPLETE), as a proposer must when the study is still running."""
-    import sqlalchemy as sa
-
-    from sweeper.db import Study
-
     with db.read_session() as s:
-        study_id = s.scalar(sa.select(Study.id).where(Study.name == study))
-        if study_id is None:
-            _unknown_study(db, study)
-        return _members(s, study, study_id, finished_trials_only)
+        return _members(s, study, _study_id_or_refuse(s, db, study), finished_trials_only)
 
 
 def load_members_by_id(session, study_id: int, *, finished_trials_only: bool = False) -> Members:
@@ -121,11 +116,10 @@ def _members(s, study: str, study_id: int, finished_trials_only: bool) -> Member
     if finished_trials_only:
         q = q.join(Trial, Trial.id == Member.trial_id).where(Trial.status == TrialStatus.COMPLETE)
     rows = s.execute(q).all()
-    used = {Outcome.STABLE, Outcome.EXPLODED, Outcome.STOPPED_EARLY}
     excluded: dict[str, int] = {}
     kept = []
     for r in rows:
-        if r.outcome in used:
+        if r.outcome in FINISHED:
             kept.append(r)
         else:
             excluded[r.outcome.value] = excluded.get(r.outcome.value, 0) + 1
@@ -136,15 +130,14 @@ def _members(s, study: str, study_id: int, finished_trials_only: bool) -> Member
                    excluded)
 
 
-def _unknown_study(db, study: str):
+def _study_id_or_refuse(s, db, study: str) -> int:
+    """The id of the study named `study`; BoundaryError, naming the known studies, when there is none."""
     from sweeper.db.queries import StudyNotFound, _study_id
 
     try:
-        with db.read_session() as s:
-            _study_id(s, db, study)
+        return _study_id(s, db, study)
     except StudyNotFound as e:
-        raise BoundaryError(str(e)) from None
-    raise BoundaryError(f"no study named {study!r}")
+        raise BoundaryError(e.message) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -238,44 +231,42 @@ def _line(b: float, w: np.ndarray, features: Sequence[str], at: Mapping[str, flo
     return float(-w[i_lr] / w[i_p]), float(-rest / w[i_p])
 
 
-def _cv(X: np.ndarray, y: np.ndarray, model: str, folds: int, seed: int) -> tuple[dict, np.ndarray]:
-    from sklearn.metrics import accuracy_score, roc_auc_score
+def _folds(folds: int, seed: int):
     from sklearn.model_selection import StratifiedKFold
 
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    accs, aucs = [], []
-    oof = np.zeros(y.size)
-    for train, test in splitter.split(X, y):
-        est = _estimator(model, seed).fit(X[train], y[train])
-        d = est.decision_function(X[test])
-        oof[test] = d
-        accs.append(accuracy_score(y[test], d > 0))
-        aucs.append(roc_auc_score(y[test], d))
+    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+
+
+def _cv(X: np.ndarray, y: np.ndarray, model: str, folds: int, seed: int) -> dict:
+    from sklearn.model_selection import cross_validate
+
+    scores = cross_validate(_estimator(model, seed), X, y, cv=_folds(folds, seed), scoring=("accuracy", "roc_auc"))
+    accs, aucs = scores["test_accuracy"], scores["test_roc_auc"]
     majority = max(y.mean(), 1 - y.mean())
     return {"folds": folds, "accuracy": float(np.mean(accs)), "accuracy_sd": float(np.std(accs)),
             "auroc": float(np.mean(aucs)), "auroc_sd": float(np.std(aucs)),
-            "majority_baseline": float(majority)}, oof
+            "majority_baseline": float(majority)}
 
 
-def _platt(oof: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt scaling of a linear SVM: a logistic fit of the outcome on out-of-fold decision values."""
-    from sklearn.linear_model import LogisticRegression
+def _platt(X: np.ndarray, y: np.ndarray, model: str, folds: int, seed: int) -> tuple[float, float]:
+    """Platt scaling: scikit-learn's sigmoid calibration of the out-of-fold decision values d, as
+    (a, c) with P(stable) = sigmoid(a * d + c)."""
+    from sklearn.calibration import CalibratedClassifierCV
 
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(oof.reshape(-1, 1), y)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    calibrated = CalibratedClassifierCV(_estimator(model, seed), method="sigmoid", cv=_folds(folds, seed),
+                                        ensemble=False).fit(X, y)
+    sigmoid = calibrated.calibrated_classifiers_[0].calibrators[0]  # P = 1 / (1 + exp(a_ * d + b_))
+    return -float(sigmoid.a_), -float(sigmoid.b_)
 
 
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k / n."""
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion k / n; (0, 1) when n is 0."""
     if n == 0:
         return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if k == 0 else max(0.0, center - half)  # exact ends: no 5e-17 from rounding
-    hi = 1.0 if k == n else min(1.0, center + half)
-    return lo, hi
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _cells(members: Members) -> list[dict]:
@@ -343,11 +334,11 @@ def fit_members(members: Members, *, model: str = "logistic", bootstrap: int = 2
     """Fit the boundary on `members` and return the payload (nothing is stored). `cv=False` and
     `bootstrap=0` give the point estimate alone (what `compare` refits many times)."""
     if model not in MODELS:
-        raise BoundaryError(f"model {model!r}: expected one of {', '.join(MODELS)}")
+        raise BoundaryError("--model", f"got {model!r}; expected one of {', '.join(MODELS)}")
     if not isinstance(bootstrap, int) or bootstrap < 0 or bootstrap > 100_000:
-        raise BoundaryError(f"bootstrap {bootstrap!r}: expected an integer in [0, 100000]")
+        raise BoundaryError("--bootstrap", f"got {bootstrap!r}; expected an integer in [0, 100000]")
     if not isinstance(folds, int) or folds < 2:
-        raise BoundaryError(f"folds {folds!r}: expected an integer >= 2")
+        raise BoundaryError("--folds", f"got {folds!r}; expected an integer >= 2")
     features, clip_inf = _features(members)
     X = _design(members, features, clip_inf)
     y = members.stable.astype(np.int64)
@@ -356,11 +347,11 @@ def fit_members(members: Members, *, model: str = "logistic", bootstrap: int = 2
 
     cv_report, platt = None, (1.0, 0.0)
     if cv or model == "svm":
-        cv_report, oof = _cv(X, y, model, k, seed)
-        if model == "svm":
-            platt = _platt(oof, y)
+        cv_report = _cv(X, y, model, k, seed)
         if k < folds:
             cv_report["note"] = f"{k} folds, not {folds}: the smaller class has only {n_min} members"
+    if model == "svm":
+        platt = _platt(X, y, model, k, seed)
     b, w = _fit_plane(X, y, model, seed, platt)
     medians = {a: float(np.median(X[:, i])) for i, a in enumerate(features)}
     line = _line(b, w, features, medians)
@@ -390,7 +381,7 @@ def fit_members(members: Members, *, model: str = "logistic", bootstrap: int = 2
     stable_side = None
     if line is not None:
         stable_side = "below" if w[features.index("plasticity")] < 0 else "above"
-    counts = {o: int((members.outcome == o).sum()) for o in ("stable", "exploded", "stopped_early")}
+    counts = {o.value: int((members.outcome == o.value).sum()) for o in FINISHED}
     payload = {
         "format": PAYLOAD_FORMAT,
         "study": members.study,
@@ -430,7 +421,7 @@ def fit_members(members: Members, *, model: str = "logistic", bootstrap: int = 2
                 "cv_accuracy": None if cv_report is None else cv_report["accuracy"],
                 "cv_auroc": None if cv_report is None else cv_report["auroc"], "members": int(y.size)}
     payload["summary"] = {k: v for k, v in headline.items() if v is not None}
-    return _strict(payload)
+    return to_strict(payload, nonfinite=None)  # strict JSON: what cannot be computed is null
 
 
 def _statement(line, slope_ci, consistent) -> str:
@@ -443,21 +434,6 @@ def _statement(line, slope_ci, consistent) -> str:
             f"(stability set by lr * plasticity)")
 
 
-def _strict(value: Any) -> Any:
-    """NaN and infinities become None: the payload must be strict JSON."""
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def fit_boundary(db, study_name: str, *, model: str = "logistic", bootstrap: int = 200, folds: int = 5,
                  seed: int = 0, store: bool = True) -> BoundaryReport:
     """Fit the study's boundary (see the module's docstring), store it, and return the report.
@@ -466,13 +442,12 @@ def fit_boundary(db, study_name: str, *, model: str = "logistic", bootstrap: int
     lr or plasticity, or bad arguments: never an error from inside scikit-learn."""
     members = load_members(db, study_name)
     payload = fit_members(members, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
-    json.dumps(payload, allow_nan=False)  # strict JSON, or a bug here
     if not store:
         return BoundaryReport(study_name, model, payload)
     from sweeper.db import BoundaryFit
 
     with db.session() as s:
-        row = BoundaryFit(study_id=members.study_id, kind=model, payload=payload, code_version=_code_version())
+        row = BoundaryFit(study_id=members.study_id, kind=model, payload=payload, code_version=code_version())
         s.add(row)
         s.flush()
         fit_id, created = row.id, row.created_at
@@ -483,32 +458,15 @@ def latest_fit(db, study: str) -> BoundaryReport | None:
     """The study's newest stored fit, or None when it has none. BoundaryError for an unknown study."""
     import sqlalchemy as sa
 
-    from sweeper.db import BoundaryFit, Study
+    from sweeper.db import BoundaryFit
 
     with db.read_session() as s:
-        study_id = s.scalar(sa.select(Study.id).where(Study.name == study))
-        if study_id is None:
-            _unknown_study(db, study)
+        study_id = _study_id_or_refuse(s, db, study)
         row = s.scalars(sa.select(BoundaryFit).where(BoundaryFit.study_id == study_id)
                         .order_by(BoundaryFit.created_at.desc(), BoundaryFit.id.desc()).limit(1)).first()
         if row is None:
             return None
         return BoundaryReport(study, row.kind, row.payload, row.id, row.created_at)
-
-
-def _code_version() -> str:
-    import os
-    import subprocess
-
-    import sweeper
-
-    here = os.path.dirname(os.path.abspath(sweeper.__file__))
-    try:
-        rev = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = ""
-    return f"{sweeper.__version__}+{rev}" if rev else sweeper.__version__
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -539,5 +497,6 @@ def p_stable(payload: Mapping[str, Any], points: Mapping[str, Any]) -> np.ndarra
     z = np.full(arrays[0].shape if arrays else (), plane["intercept"], dtype=np.float64)
     for a, v in zip(features, arrays):
         z = z + plane["coef"][a] * _log10(a, v, clip_inf)
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-z))
+    from scipy.special import expit
+
+    return expit(z)

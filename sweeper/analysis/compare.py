@@ -21,7 +21,7 @@ import numpy as np
 from .boundary import BoundaryError, fit_members, load_members
 
 TARGET_FRACTION = 1 / 3
-"""Issue 4's target: the frontier reaches the grid's estimate with at most a third of its trials."""
+"""The target: the frontier reaches the grid's estimate with at most a third of its trials."""
 
 
 def compare_studies(db, reference: str, study: str, *, model: str = "logistic", bootstrap: int = 200,
@@ -45,7 +45,7 @@ def compare_studies(db, reference: str, study: str, *, model: str = "logistic", 
         try:
             fit = fit_members(members.subset(keep), model=model, bootstrap=0, cv=False, seed=seed)["boundary"]
         except BoundaryError as e:
-            row["why_not"] = str(e).split(";")[0]
+            row["why_not"] = e.message.split(";")[0]
             curve.append(row)
             continue
         row["slope"], row["intercept"] = fit["slope"], fit["intercept"]

@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from sweeper.jsonio import to_strict
+from sweeper.outcomes import FINISHED, Outcome
+
 from .boundary import BoundaryError, fit_members, latest_fit, load_members
 
 STABLE_COLOR = "#1f77b4"  # blue, as in the paper's Fig. 6
@@ -31,10 +34,6 @@ PER_CLASS = 5
 JITTER = 0.03
 """Fig. 7: members of one configuration are spread by this much (log10 units) so seeds are visible."""
 FIG6_METRICS = ("grad_ratio", "grad_eph", "grad_slow")
-
-
-def _finite(values) -> list[float | None]:
-    return [float(v) if v is not None and math.isfinite(v) else None for v in values]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -51,9 +50,9 @@ def fig7_info(db, study: str, *, seed: int = 0) -> dict[str, Any]:
     jx = x + rng.uniform(-JITTER, JITTER, x.size)
     jy = y + rng.uniform(-JITTER, JITTER, y.size)
     groups = {}
-    for outcome in ("stable", "exploded", "stopped_early"):
-        at = members.outcome == outcome
-        groups[outcome] = {"x": jx[at].tolist(), "y": jy[at].tolist(), "count": int(at.sum())}
+    for outcome in FINISHED:
+        at = members.outcome == outcome.value
+        groups[outcome.value] = {"x": jx[at].tolist(), "y": jy[at].tolist(), "count": int(at.sum())}
     fit, source = None, None
     stored = latest_fit(db, study)
     if stored is not None:
@@ -62,7 +61,7 @@ def fig7_info(db, study: str, *, seed: int = 0) -> dict[str, Any]:
         try:
             fit, source = fit_members(members, bootstrap=0, cv=False), "fitted now (not stored)"
         except BoundaryError as e:
-            source = f"no boundary: {e}"
+            source = f"no boundary: {e.message}"
     line = None
     if fit is not None and fit["boundary"]["slope"] is not None:
         b = fit["boundary"]
@@ -95,12 +94,13 @@ def fig7_figure(info: dict[str, Any]):
                     "colorbar": {"title": "explosion rate"}},
             text=[f"{c['members']} members, explosion rate {c['explosion_rate']:.2f}" for c in cells],
             hoverinfo="text"))
-    colors = {"stable": STABLE_COLOR, "exploded": EXPLODED_COLOR, "stopped_early": STOPPED_COLOR}
+    colors = {Outcome.STABLE.value: STABLE_COLOR, Outcome.EXPLODED.value: EXPLODED_COLOR,
+              Outcome.STOPPED_EARLY.value: STOPPED_COLOR}
     for outcome, g in info["members"].items():
         if g["count"]:
             fig.add_trace(go.Scatter(x=g["x"], y=g["y"], mode="markers", name=f"{outcome} ({g['count']})",
                                      marker={"size": 6, "color": colors[outcome],
-                                             "symbol": "circle" if outcome == "stable" else "x"}))
+                                             "symbol": "circle" if outcome == Outcome.STABLE else "x"}))
     line = info["boundary"]
     if line is not None:
         ci = line["slope_ci95"]
@@ -129,14 +129,12 @@ def fig6_info(db, study: str, *, per_class: int = PER_CLASS, max_points: int = M
     boundary) and exploding ones (the latest explosions, the longest traces), downsampled."""
     import sqlalchemy as sa
 
-    from sweeper.db import Member, MemberMetric, Outcome, Study
+    from sweeper.db import Member, MemberMetric
+
+    from .boundary import _study_id_or_refuse
 
     with db.read_session() as s:
-        study_id = s.scalar(sa.select(Study.id).where(Study.name == study))
-        if study_id is None:
-            from .boundary import _unknown_study
-
-            _unknown_study(db, study)
+        study_id = _study_id_or_refuse(s, db, study)
         has_trace = sa.exists().where(MemberMetric.member_id == Member.id, MemberMetric.grad_ratio.is_not(None))
         base = sa.select(Member.id, Member.lr, Member.plasticity, Member.seed, Member.explode_step).where(
             Member.study_id == study_id, has_trace)
@@ -144,7 +142,7 @@ def fig6_info(db, study: str, *, per_class: int = PER_CLASS, max_points: int = M
                            .order_by((Member.lr * Member.plasticity).desc(), Member.id).limit(per_class)).all()
         exploded = s.execute(base.where(Member.outcome == Outcome.EXPLODED)
                              .order_by(Member.explode_step.desc(), Member.id).limit(per_class)).all()
-        chosen = [("stable", m) for m in stable] + [("exploded", m) for m in exploded]
+        chosen = [(Outcome.STABLE.value, m) for m in stable] + [(Outcome.EXPLODED.value, m) for m in exploded]
         ids = [m.id for _, m in chosen]
         rows = s.execute(sa.select(MemberMetric.member_id, MemberMetric.step,
                                    *(getattr(MemberMetric, k) for k in FIG6_METRICS))
@@ -160,7 +158,7 @@ def fig6_info(db, study: str, *, per_class: int = PER_CLASS, max_points: int = M
         series = series[::stride]
         traces.append({"outcome": outcome, "member_id": m.id, "lr": m.lr, "plasticity": m.plasticity,
                        "seed": m.seed, "explode_step": m.explode_step, "step": [r.step for r in series],
-                       **{k: _finite(getattr(r, k) for r in series) for k in FIG6_METRICS}})
+                       **{k: to_strict([getattr(r, k) for r in series], nonfinite=None) for k in FIG6_METRICS}})
     if not traces:
         raise BoundaryError(f"study {study!r} has no stable or exploded member with gradient-norm metrics")
     return {"study": study, "traces": traces}
@@ -174,7 +172,7 @@ def fig6_figure(info: dict[str, Any]):
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06)
     shown = set()
     for t in info["traces"]:
-        color = STABLE_COLOR if t["outcome"] == "stable" else EXPLODED_COLOR
+        color = STABLE_COLOR if t["outcome"] == Outcome.STABLE else EXPLODED_COLOR
         name = (f"{t['outcome']}: lr {t['lr']:.3g}, plasticity {t['plasticity']:.3g}, seed {t['seed']}"
                 + (f", exploded at {t['explode_step']}" if t["explode_step"] is not None else ""))
         for row, metric in enumerate(FIG6_METRICS, start=1):

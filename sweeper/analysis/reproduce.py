@@ -1,12 +1,12 @@
 """Reproduce Table 1 of the paper: which model / updater / recurrence combinations learn memory.
 
-`table1()` trains the ten configurations of SCIENCE.md section 4 on key recall and on 3-symbol
+`table1()` trains the ten configurations of the paper's Table 1 on key recall and on 3-symbol
 reversal, several seeds each, and returns a JSON-able report; `format_table1()` prints it.
 
 How a configuration maps to the engine:
 
 - RNN: `ModelConfig(kind="rnn", depth=1)`, no ephemeral entries (ratio 0), Adam with the
-  gradient's global norm clipped to 1 (SCIENCE.md: the fair baseline is Adam 1e-4 + clip 1; the
+  gradient's global norm clipped to 1 (a fair RNN baseline is Adam 1e-4 + clip 1; the
   quick budget uses lr 1e-3 so that it learns within its few hundred batches).
 - Ephemeral: `ModelConfig(kind="ephemeral", depth=2)`, SGD, with one set of hyperparameters known
   to work with DFA on key recall in this engine (lr 1e-2, plasticity 1e3, ratio 0.1, gamma 0.7),
@@ -36,12 +36,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, replace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from sweeper.config import ConfigError, Hyper, ModelConfig, RunConfig, TrainConfig
+from sweeper.jsonio import to_strict
+from sweeper.outcomes import Outcome
 
 MARGIN = 0.1
 EXPLODE_RATE = 0.5
@@ -55,7 +58,7 @@ RULE = (
     f"  paper holds: Good->good, Poor/Fail->baseline, Poor (explodes)->explodes, Mixed->mixed"
 )
 
-# Table 1 of the paper (SCIENCE.md section 4). recurrence: True, False or "any".
+# Table 1 of the paper. recurrence: True, False or "any".
 CONFIGS: list[dict[str, Any]] = [
     {"id": "rnn-dfa-any", "model": "RNN", "updater": "dfa", "recurrence": "any", "paper": "Fail"},
     {"id": "rnn-backprop-on", "model": "RNN", "updater": "backprop", "recurrence": True, "paper": "Good"},
@@ -141,8 +144,8 @@ def run_config(config: dict, recurrence: bool, task, settings: dict, seeds: list
 
 
 def _finite(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
+    """`x` as a float, or None where it is NaN or infinite (the report's strict-JSON "no value")."""
+    return to_strict(float(x), nonfinite=None)
 
 
 def run_variant(run: RunConfig, members: list[Hyper], eval_batches: int, baseline: float) -> dict:
@@ -169,7 +172,7 @@ def run_variant(run: RunConfig, members: list[Hyper], eval_batches: int, baselin
             if off is not None:
                 row["mem_acc_no_eph"] = _finite(off["mem_acc"][i])
         per_seed.append(row)
-    exploded = sum(r["outcome"] == "exploded" for r in per_seed)
+    exploded = sum(r["outcome"] == Outcome.EXPLODED for r in per_seed)
     rate = exploded / len(per_seed)
     accs = [r["mem_acc"] for r in per_seed if r["mem_acc"] is not None]
     category, mean, lo, hi = categorize(accs, rate, baseline)
@@ -282,7 +285,9 @@ def format_table1(report: dict) -> str:
         f"device {report['device']}",
         f"RNN: depth 1, Adam lr {s['rnn_lr']:g}, grad clip 1.  Ephemeral: depth 2, SGD, "
         + ", ".join(f"{k} {v:g}" for k, v in report["ephemeral_hyper"].items()) + " (every updater).",
-        f"'any' recurrence rows: {'both settings' if s['any_recurrence'] == 'both' else 'hardest setting only (RNN+DFA: on; Ephemeral+backprop: off)'}.",
+        "'any' recurrence rows: "
+        + ("both settings" if s["any_recurrence"] == "both"
+           else "hardest setting only (RNN+DFA: on; Ephemeral+backprop: off)") + ".",
         "",
         f"{'task':<11} {'model':<9} {'updater':<8} {'rec':<7} {'mem_acc':>7} {'95% interval':>13} {'no_eph':>6} "
         f"{'base':>5} {'expl':>5}  {'ours':<9} {'paper':<16} holds",

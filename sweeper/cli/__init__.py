@@ -8,12 +8,16 @@
     analysis   boundary, figures                (the stability boundary, the paper's figures)
     dashboard  dashboard, report                (the web dashboard, the offline report)
 
-Every refusal is a `sweeper.errors.SweeperError`, caught here once: one line naming the field, exit 2.
+Every refusal is a `sweeper.errors.SweeperError`, raised where the problem is known and caught here
+once: one line, `sweeper: error: FIELD: MESSAGE`, exit 2. A command never catches it; it only turns a
+library's plain exception into one where the flag to name is known only here (e.g. `--filter`,
+`--output`). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from sweeper.errors import SweeperError
@@ -31,17 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(exc: SweeperError) -> str:
+    """`FIELD: MESSAGE` on one line: a driver's message may span several (e.g. psycopg's "Is the server
+    running ...?" hint), which are joined here."""
+    return re.sub(r"\s*\n\s*", " ", str(exc).strip())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except SweeperError as exc:
-        print(f"sweeper: error: {exc}", file=sys.stderr)
+        print(f"sweeper: error: {error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sweeper: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,16 +8,16 @@
 `boundary` fits and stores the study's stability boundary (`sweeper.analysis.boundary`);
 `boundary compare` counts the configurations STUDY (a frontier study) needed before its boundary fell
 inside REFERENCE's (a grid study's) intervals (`sweeper.analysis.compare`); `figures` writes Fig. 6
-and Fig. 7 as offline HTML files (`sweeper.analysis.figures`). Errors print
-`sweeper: error: FIELD: message` and exit 2.
+and Fig. 7 as offline HTML files (`sweeper.analysis.figures`). Their refusals (`BoundaryError`)
+name the study or flag to change and are printed once by `sweeper.cli.main`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from sweeper.cli.db import _fail, _open, reports_errors  # the CLI's one error line and storage default
-
+from sweeper.cli.db import _open  # the storage default
+from sweeper.errors import SweeperError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,22 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_figures)
 
 
-def _errors():
-    from sweeper.analysis.boundary import BoundaryError
-    from sweeper.db import StorageError
-
-    return ((StorageError, "--storage"),
-            (BoundaryError, lambda args, e: args.command))
-
-
-@reports_errors(_errors)
 def cmd_boundary(args: argparse.Namespace) -> int:
     from sweeper.cli.db import to_json
 
     if len(args.study) == 3 and args.study[0] == "compare":
         return _compare(args, *args.study[1:])
     if len(args.study) != 1:
-        return _fail("boundary", f"got {len(args.study)} studies; expected STUDY, or compare REFERENCE STUDY")
+        raise SweeperError("study", f"got {len(args.study)} studies; expected STUDY, or compare REFERENCE STUDY")
     from sweeper.analysis.boundary import fit_boundary
 
     with _open(args) as db:
@@ -128,12 +119,16 @@ def _compare(args: argparse.Namespace, reference: str, study: str) -> int:
     return 0
 
 
-@reports_errors(_errors)
 def cmd_figures(args: argparse.Namespace) -> int:
     from sweeper.analysis.figures import write_figures
 
     with _open(args) as db:
-        written = write_figures(db, args.study, args.output)
+        try:
+            written = write_figures(db, args.study, args.output)
+        except OSError as e:
+            from sweeper.cli.db import output_error
+
+            raise output_error(args.output, e) from None
     for path in written:
         print(path)
     return 0

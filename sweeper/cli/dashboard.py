@@ -3,7 +3,9 @@
     sweeper dashboard [--storage URL] [--host 127.0.0.1] [--port 8050] [--token T] [--full-plotly]
     sweeper report STUDY -o report.html [--storage URL]
 
-Both only read the database. The work is done by `sweeper.dashboard`.
+Both only read the database. The work is done by `sweeper.dashboard`; a refusal (a bad --host,
+--token or --port, an unusable --storage, an unknown study) is a `SweeperError` printed once by
+`sweeper.cli.main`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from sweeper.errors import SweeperError
 
 TOKEN_ENV = "SWEEPER_DASHBOARD_TOKEN"
 
@@ -31,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--full-plotly", action="store_true",
         help="serve the full plotly.min.js (4.8 MB) instead of sweeper's partial bundle of the trace types the "
-        "pages draw (1.6 MB; a cold frontier page drew 0.5-0.7 s sooner on 2 cores)",
+        "pages draw (1.6 MB; docs/benchmarks.md compares the two)",
     )  # fmt: skip
     p.set_defaults(func=cmd_dashboard)
 
@@ -42,45 +46,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def _fail(field: str, message: str) -> int:
-    print(f"sweeper: error: {field}: {message}", file=sys.stderr)
-    return 2
-
-
-def _cannot_bind(host: str, port: int) -> str | None:
-    """Why a server could not listen on host:port now (None if it can), checked before the app is
-    built, so that a taken port is named at once and not after the "serving on" line."""
+def _check_can_listen(host: str, port: int) -> None:
+    """Refuse a host:port a server could not listen on now, checked before the app is built, so that
+    a taken port is named at once and not after the "serving on" line."""
     import socket
 
+    if not 1 <= port <= 65535:  # Flask would raise an AssertionError
+        raise SweeperError("--port", f"got {port}; expected an integer in [1, 65535]")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise SweeperError("--host", f"cannot resolve {host!r}: {e.strerror or e}") from None
+    try:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
             probe.bind(address)
     except OSError as e:
-        return f"cannot listen on {host}:{port}: {e.strerror or e}; pick another port with --port"
-    return None
+        raise SweeperError("--port", f"cannot listen on {host}:{port}: {e.strerror or e}; pick another port "
+                                     f"with --port") from None
 
 
 def cmd_dashboard(args) -> int:
     from sweeper.dashboard import security
-    from sweeper.db import StorageError
 
-    if not 1 <= args.port <= 65535:  # before anything starts (Flask would raise an AssertionError)
-        return _fail("--port", f"got {args.port}; expected an integer in [1, 65535]")
-    try:
-        security.check_bind(args.host, args.token)
-    except security.BindRefused as e:
-        return _fail("--host" if "refusing" in str(e) else "--token", str(e))
-    taken = _cannot_bind(args.host, args.port)
-    if taken:
-        return _fail("--port", taken)
+    security.check_bind(args.host, args.token)  # BindRefused names --host or --token
+    _check_can_listen(args.host, args.port)
     from sweeper.dashboard.app import create_app
 
-    try:
-        app = create_app(args.storage, token=args.token, partial_plotly=not args.full_plotly)
-    except StorageError as e:
-        return _fail("--storage", str(e))
+    app = create_app(args.storage, token=args.token, partial_plotly=not args.full_plotly)
     if not args.full_plotly and not app.sweeper_partial_plotly:
         from sweeper.dashboard.plotly_bundle import usable
 
@@ -98,22 +91,19 @@ def cmd_dashboard(args) -> int:
 def cmd_report(args) -> int:
     from pathlib import Path
 
+    from sweeper.cli.db import output_error
     from sweeper.dashboard.data import open_readonly
-    from sweeper.db import StorageError, StudyNotFound
 
     out = Path(args.output)
     if not out.parent.is_dir():
-        return _fail("-o", f"directory {out.parent} does not exist")
-    try:
-        db = open_readonly(args.storage)
-    except StorageError as e:
-        return _fail("--storage", str(e))
+        raise SweeperError("--output", f"directory {out.parent} does not exist")
+    db = open_readonly(args.storage)
     try:
         from sweeper.dashboard.report import build_report
 
         result = build_report(db, args.study, out)
-    except StudyNotFound as e:
-        return _fail("study", str(e))
+    except OSError as e:
+        raise output_error(args.output, e) from None
     finally:
         db.dispose()
     print(f"wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, {result['figures']} figures; "

@@ -6,8 +6,9 @@
     sweeper export STUDY --format csv|parquet -o PATH
 
 `--storage` defaults to $SWEEPER_DB, else sqlite:///sweeper.sqlite3. Every command only reads: a
-missing SQLite file or a database without the current schema is an error (exit 2), never created or
-upgraded. The work is done by `sweeper.db.queries` and `sweeper.db.run_readonly_query`.
+missing SQLite file or a database without the current schema is refused (a `StorageError`), never
+created or upgraded. The work is done by `sweeper.db.queries` and `sweeper.db.run_readonly_query`;
+a refusal is a `SweeperError` naming the flag to change, printed once by `sweeper.cli.main`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import argparse
 import csv
 import datetime as dt
 import decimal
-import functools
-import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+from sweeper.errors import SweeperError
 
 FORMATS = ("table", "csv", "json")
 TRIAL_TABLE_COLUMNS = (
@@ -71,48 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Errors: printed as `sweeper: error: FIELD: message`, exit status 2 (as sweeper.cli prints ConfigError)
-
-
-def _fail(field: str, message: str) -> int:
-    print(f"sweeper: error: {field}: {message}", file=sys.stderr)
-    return 2
-
-
-Command = Callable[[argparse.Namespace], int]
-Field = str | Callable[[argparse.Namespace, Exception], str]
-
-
-def reports_errors(errors: Callable[[], Sequence[tuple[type[Exception], Field]]]) -> Callable[[Command], Command]:
-    """Decorate a command so that the exceptions listed by `errors()` print the one error line, exit 2.
-
-    `errors()` gives (exception type, field) pairs; the first type the exception is an instance of wins,
-    as in a chain of `except` clauses. A field is the name to print, or a function of (args, exception)
-    that gives it. `errors` is called only when the command runs, so the modules defining the exceptions
-    (and the sqlalchemy, torch or sklearn behind them) are not imported with `sweeper.cli`.
-    """
-    def decorate(command: Command) -> Command:
-        @functools.wraps(command)
-        def run(args: argparse.Namespace) -> int:
-            table = errors()
-            try:
-                return command(args)
-            except tuple(kind for kind, _ in table) as e:
-                field = next(f for kind, f in table if isinstance(e, kind))
-                return _fail(field if isinstance(field, str) else field(args, e), str(e))
-        return run
-    return decorate
-
-
-def _errors():
-    from sweeper.db import QueryError, StorageError
-    from sweeper.db.queries import StudyNotFound
-
-    return ((QueryError, "query"),  # QueryRefused included: nothing ran; before StorageError, its base
-            (StorageError, "--storage"),
-            (StudyNotFound, "study"),
-            (OSError, "--output"))
+def output_error(path: str, e: OSError) -> SweeperError:
+    """The refusal for an `-o PATH` that cannot be written."""
+    return SweeperError("--output", f"cannot write {path}: {e.strerror}" if e.strerror else str(e))
 
 
 def _open(args: argparse.Namespace):
@@ -125,9 +87,9 @@ def _open(args: argparse.Namespace):
 # Commands
 
 
-@reports_errors(_errors)
 def cmd_status(args: argparse.Namespace) -> int:
     from sweeper.db.queries import study_progress
+    from sweeper.outcomes import Outcome
 
     with _open(args) as db:
         progress = study_progress(db, args.study)
@@ -138,16 +100,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no studies")
         return 0
     for p in progress:  # a RUNNING study whose driver stopped beating was interrupted (resubmit resumes it)
-        if p["status"] == "RUNNING" and _driver_gone(p.get("heartbeat_at")):
+        if p["status"] == "RUNNING" and _driver_gone(args, p["name"]):
             p["status"] = "RUNNING (driver gone: resubmit to resume)"
     columns = ["study", "status", "created_at", "planned", "trials", "WAITING", "RUNNING", "COMPLETE", "FAILED",
-               "PRUNED", "members", "running", "stable", "exploded", "stopped_early", "failed", "best_eval_mem_acc"]  # fmt: skip
+               "PRUNED", "members", *(o.value for o in Outcome), "best_eval_mem_acc"]  # fmt: skip
     rows = [
         (
             p["name"], p["status"], p["created_at"], p["trials"]["planned"], p["trials"]["total"],
             *(p["trials"][s] for s in ("WAITING", "RUNNING", "COMPLETE", "FAILED", "PRUNED")),
             p["members"]["total"],
-            *(p["members"][o] for o in ("running", "stable", "exploded", "stopped_early", "failed")),
+            *(p["members"][o.value] for o in Outcome),
             p["best_eval_mem_acc"],
         )
         for p in progress
@@ -157,31 +119,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _driver_gone(heartbeat_at) -> bool:
-    import datetime as dt
+def _driver_gone(args: argparse.Namespace, name: str) -> bool:
+    from sweeper.sweep.store import driver_alive, find_study
 
-    from sweeper.sweep.store import LEASE_STALE_S
-
-    if heartbeat_at is None:
-        return True
-    if heartbeat_at.tzinfo is None:
-        heartbeat_at = heartbeat_at.replace(tzinfo=dt.timezone.utc)
-    return (dt.datetime.now(dt.timezone.utc) - heartbeat_at).total_seconds() > LEASE_STALE_S
+    with _open(args) as db:
+        return not driver_alive(find_study(db, name))
 
 
-@reports_errors(_errors)
 def cmd_trials(args: argparse.Namespace) -> int:
     from sweeper.db.queries import member_rows, parse_filter
 
     try:
         filters = [parse_filter(text) for text in args.filter]
-    except ValueError as e:
-        return _fail("--filter", str(e))
+    except ValueError as e:  # the library's own refusal; here it has a flag to name
+        raise SweeperError("--filter", str(e)) from None
+    if args.limit is not None and args.limit < 1:
+        raise SweeperError("--limit", f"got {args.limit}; expected a positive integer")
     with _open(args) as db:
         try:
             rows = member_rows(db, args.study, where=filters, sort=args.sort, descending=args.desc, limit=args.limit)
-        except ValueError as e:
-            return _fail("--limit" if str(e).startswith("limit") else "--sort", str(e))
+        except ValueError as e:  # filters and limit are checked above: only the sort column is left
+            raise SweeperError("--sort", str(e)) from None
     if args.format == "json":
         print(to_json(rows))
         return 0
@@ -196,19 +154,14 @@ def cmd_trials(args: argparse.Namespace) -> int:
     return 0
 
 
-@reports_errors(_errors)
 def cmd_query(args: argparse.Namespace) -> int:
     from sweeper.db import SCHEMA_REVISION, StorageError, default_url, parse_url, run_readonly_query
-    from sweeper.db.engine import safe_url
     from sweeper.db.readonly import readonly_schema_revision
 
     url = parse_url(args.storage or default_url())
     revision = readonly_schema_revision(url)
     if revision != SCHEMA_REVISION:
-        found = "no sweeper schema" if revision is None else f"schema revision {revision}"
-        raise StorageError(
-            f"{safe_url(url)} has {found}; this code needs revision {SCHEMA_REVISION} (run sweeper.db.upgrade(url))"
-        )
+        raise StorageError.wrong_schema(url, revision)
     columns, rows = run_readonly_query(url, args.sql, max_rows=args.max_rows)
     if args.format == "json":
         print(to_json({"columns": columns, "rows": rows}))
@@ -220,12 +173,14 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-@reports_errors(_errors)
 def cmd_export(args: argparse.Namespace) -> int:
     from sweeper.db.queries import export_study
 
     with _open(args) as db:
-        report = export_study(db, args.study, args.output, args.format)
+        try:
+            report = export_study(db, args.study, args.output, args.format)
+        except OSError as e:
+            raise output_error(args.output, e) from None
     members_file, metrics_file = report["files"]
     print(f"wrote {report['members']} members to {members_file}")
     print(f"wrote {report['metric_rows']} metric rows to {metrics_file}")
@@ -255,9 +210,9 @@ def _plain(value: Any) -> Any:
 
 def to_json(value: Any) -> str:
     """Strict JSON (any parser reads it): NaN and infinities as "NaN", "Infinity", "-Infinity"."""
-    from sweeper.db.types import to_strict_json
+    from sweeper import jsonio
 
-    return json.dumps(to_strict_json(_plain(value)), indent=2, allow_nan=False, ensure_ascii=False)
+    return jsonio.dumps(_plain(value))
 
 
 def _cell(value: Any) -> str:

@@ -5,16 +5,15 @@
     sweeper warn eval STUDY [--predictor NAME|ID|ratio_rule] [--threshold X] [--min-step N] [--at-step N]
                             [--json] [--storage URL]
 
-The work is done by `sweeper.warn.fit` and `sweeper.warn.evaluate`. Errors print
-`sweeper: error: FIELD: message` and exit 2.
+The work is done by `sweeper.warn.fit` and `sweeper.warn.evaluate`; their refusals are
+`SweeperError`s naming the flag or study to change, printed once by `sweeper.cli.main`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from sweeper.cli.db import _fail, _open, reports_errors  # the CLI's one error line and storage default
-
+from sweeper.cli.db import _open  # the storage default
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,23 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _errors():
-    from sweeper.config import ConfigError
-    from sweeper.db import StorageError
-    from sweeper.db.queries import StudyNotFound
-    from sweeper.warn.evaluate import EvalError
-    from sweeper.warn.fit import FitError
-    from sweeper.warn.predictors import PredictorError
-
-    return ((StorageError, "--storage"),
-            (StudyNotFound, "study"),
-            (PredictorError, "--predictor"),
-            (EvalError, lambda args, e: args.warn_command),
-            (FitError, lambda args, e: args.warn_command),
-            (ConfigError, lambda args, e: e.field))
-
-
-@reports_errors(_errors)
 def cmd_fit(args: argparse.Namespace) -> int:
     from sweeper.cli.db import to_json
     from sweeper.warn.fit import fit_predictor
@@ -91,7 +73,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-@reports_errors(_errors)
 def cmd_eval(args: argparse.Namespace) -> int:
     from sweeper.cli.db import format_table, to_json
     from sweeper.warn.evaluate import evaluate

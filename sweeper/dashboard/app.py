@@ -19,6 +19,8 @@ from sweeper.dashboard import plotly_bundle, security, views
 from sweeper.dashboard.data import open_readonly
 from sweeper.dashboard.pages import Context, page_modules
 from sweeper.dashboard.pages import frontier as frontier_page
+from sweeper.dashboard.pages import studies as studies_page
+from sweeper.dashboard.pages import table as table_page
 from sweeper.db import StudyNotFound
 
 CSS = """
@@ -61,10 +63,19 @@ def create_app(url: str | None = None, *, token: str | None = None, refresh_ms: 
         __name__, title="sweeper", use_pages=False, enable_mcp=False, suppress_callback_exceptions=True,
         serve_locally=True, update_title=None,
     )  # fmt: skip
+    app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + CSS + "</style>")
     # dcc.Graph fetches plotly.js only once a graph is on the page (after the routing callback);
-    # preloading it lets the browser fetch and compile it while the callback runs.
+    # preloading it lets the browser fetch and compile it while the callback runs. Only the pages
+    # that draw graphs preload it: a preload left unused draws a console warning in Chromium.
     preload = f'<link rel="preload" as="script" href="{plotly_bundle.PLOTLY_URL_SUFFIX}">'
-    app.index_string = app.index_string.replace("{%css%}", "{%css%}" + preload + "<style>" + CSS + "</style>")
+    graph_paths = set(routes) - {studies_page.PATH, table_page.PATH}
+    plain_index = app.interpolate_index
+
+    def _index_with_preload(**kwargs):
+        page = plain_index(**kwargs)
+        return page.replace("</head>", preload + "</head>", 1) if request.path in graph_paths else page
+
+    app.interpolate_index = _index_with_preload
     app.layout = html.Div([dcc.Location(id="url"), html.Div(id="nav"), html.Div(id="page")])
     security.guard(app.server, token)  # first: every other hook and route runs only for allowed requests
     app.sweeper_partial_plotly = partial_plotly and plotly_bundle.install(app.server)

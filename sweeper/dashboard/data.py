@@ -4,7 +4,7 @@ Every function reads in one read-only session (`Database.read_session`). The exp
 done by the database: outcome counts per configuration for the per-cell explosion rates are a
 `GROUP BY`, trace selections are `LIMIT`ed per outcome, and only the columns a view needs are
 selected, so a 10,000-member study costs one narrow query. Non-finite floats stay floats here; the
-figure builders and `jsonable` turn them into null (JSON has no NaN).
+figure builders and `sweeper.jsonio.to_strict(x, nonfinite=None)` turn them into null (JSON has no NaN).
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from sweeper.db import Database, Member, MemberMetric, Outcome, Study, StudyNotFound, parse_url
-from sweeper.db.engine import safe_url
+from sweeper.db import Database, Member, MemberMetric, Outcome, Study, parse_url
 from sweeper.db.models import METRIC_NAMES, EarlyWarning, Trial
+from sweeper.db.queries import _study_id
+from sweeper.outcomes import FINISHED
 
 SLICE_AXES = ("gamma", "ratio", "clip")
 """The hyperparameters the frontier can be sliced by (lr and plasticity are its axes)."""
-FINISHED = (Outcome.STABLE, Outcome.EXPLODED, Outcome.STOPPED_EARLY)
-"""Outcomes that count towards an explosion rate (a stopped-early member was predicted to explode)."""
 MAX_TRACE_POINTS = 400
 """Steps kept per metric trace (evenly strided, first and last kept): plots stay light at any budget."""
 
@@ -39,32 +38,13 @@ def open_readonly(url: str | None = None) -> Database:
     parsed = parse_url(url)
     revision = readonly_schema_revision(parsed)
     if revision != SCHEMA_REVISION:
-        found = "no sweeper schema" if revision is None else f"schema revision {revision}"
-        raise StorageError(f"{safe_url(parsed)} has {found}; this code needs revision {SCHEMA_REVISION}")
+        raise StorageError.wrong_schema(parsed, revision)
     return Database(parsed)
 
 
-def jsonable(x: Any) -> Any:
-    """`x` with NaN and +-inf as None (recursively), numpy scalars as Python numbers."""
-    if isinstance(x, dict):
-        return {k: jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _study(session, db: Database, name: str) -> Study:
-    study = session.scalar(sa.select(Study).where(Study.name == name))
-    if study is None:
-        known = session.scalars(sa.select(Study.name).order_by(Study.created_at.desc()).limit(10)).all()
-        raise StudyNotFound(f"no study named {name!r} in {safe_url(db.url)}; known: {', '.join(known) or 'none'}")
-    return study
+    """The study named `name`; StudyNotFound (naming the known ones) when there is none."""
+    return session.get(Study, _study_id(session, db, name))
 
 
 # ---------------------------------------------------------------------------------------------------

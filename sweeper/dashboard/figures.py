@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sweeper.dashboard.data import jsonable
+from sweeper.jsonio import to_strict
 from sweeper.outcomes import Outcome
 
 OUTCOME_COLORS = {
@@ -148,7 +148,8 @@ def member_figure(info: dict) -> go.Figure:
     fig.add_trace(go.Scatter(x=step, y=_nulls(m["loss"]), name="loss", line=line), 1, 1)
     fig.add_trace(go.Scatter(x=step, y=_nulls(m["acc"]), name="acc", line=line), 2, 1)
     fig.add_trace(go.Scatter(x=step, y=_nulls(m["mem_acc"]), name="mem_acc", line=line), 2, 1)
-    fig.add_trace(go.Scatter(x=step, y=_nulls(m["baseline"]), name="baseline (no memory)", line={"dash": "dash", "color": "grey"}), 2, 1)
+    fig.add_trace(go.Scatter(x=step, y=_nulls(m["baseline"]), name="baseline (no memory)",
+                             line={"dash": "dash", "color": "grey"}), 2, 1)
     fig.add_trace(go.Scatter(x=step, y=_nulls(m["grad_eph"]), name="grad_eph", line=line), 3, 1)
     fig.add_trace(go.Scatter(x=step, y=_nulls(m["grad_slow"]), name="grad_slow", line=line), 3, 1)
     fig.add_trace(go.Scatter(x=step, y=_nulls(m["grad_ratio"]), name="grad_ratio", line=line), 4, 1)
@@ -192,8 +193,9 @@ def overlay_figure(info: dict) -> go.Figure:
     shown = {k: len(v) for k, v in info["traces"].items()}
     fig.update_layout(
         template="plotly_white", height=480, yaxis_type="log", xaxis_title="batch", yaxis_title=info["metric"],
-        title=f"{info['metric']}: stable vs exploding members (showing {shown.get('stable', 0)} of "
-        f"{info['counts'].get('stable', 0)} stable, {shown.get('exploded', 0)} of {info['counts'].get('exploded', 0)} exploded)",
+        title=f"{info['metric']}: stable vs exploding members (showing " + ", ".join(
+            f"{shown.get(o.value, 0)} of {info['counts'].get(o.value, 0)} {o.value}" for o in (Outcome.STABLE, Outcome.EXPLODED)
+        ) + ")",
     )
     return fig
 
@@ -224,9 +226,10 @@ def parallel_figure(rows: list[dict], objective: str | None) -> go.Figure:
         if name == "clip" and len(finite) < len(values):  # no clipping drawn above the largest threshold
             top = (max(finite) * 2) if finite else 1.0
             values = [top if v is not None and math.isinf(v) else v for v in values]
-        dims.append({"label": label, "values": jsonable([transform(v) if v is not None and v > 0 else None for v in values])})
+        values = [transform(v) if v is not None and v > 0 else None for v in values]
+        dims.append({"label": label, "values": to_strict(values, nonfinite=None)})
     if objective and objective in rows[0]:
-        dims.append({"label": objective, "values": jsonable([r[objective] for r in rows])})
+        dims.append({"label": objective, "values": to_strict([r[objective] for r in rows], nonfinite=None)})
     color = [codes.get(r["outcome"], 0) for r in rows]
     scale = []
     for i, c in enumerate(OUTCOME_COLORS.values()):
@@ -236,6 +239,7 @@ def parallel_figure(rows: list[dict], objective: str | None) -> go.Figure:
     ))  # fmt: skip
     fig.update_layout(
         height=480, template="plotly_white",
-        title="parallel coordinates (colour: " + ", ".join(f"{o} {c}" for o, c in zip(OUTCOME_COLORS, ["green", "red", "orange", "grey", "blue"], strict=True)) + ")",
+        title="parallel coordinates (colour: "
+        + ", ".join(f"{o} {c}" for o, c in zip(OUTCOME_COLORS, ["green", "red", "orange", "grey", "blue"], strict=True)) + ")",
     )  # fmt: skip
     return fig

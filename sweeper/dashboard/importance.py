@@ -16,8 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sweeper.dashboard.data import _study
 from sweeper.db import Database, Member, Outcome
-from sweeper.dashboard.data import FINISHED, _study
+from sweeper.outcomes import FINISHED
 
 AXES = ("lr", "plasticity", "ratio", "gamma", "clip")
 LOG_AXES = {"lr", "plasticity"}

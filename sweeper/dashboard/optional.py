@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from sweeper.outcomes import Outcome
+
 
 @dataclass(frozen=True)
 class Missing:
@@ -129,6 +131,7 @@ def warning_evaluation(db, study: str, predictor: str = "ratio_rule") -> dict | 
     rows = [{"detector": f"predictor: {predictor}", **{k: results["predictor"].get(k) for k in EVAL_COLUMNS}}]
     rows += [{"detector": f"baseline: {name}", **{k: b.get(k) for k in EVAL_COLUMNS}} for name, b in results["baselines"].items()]
     members = report.get("members", {})
-    note = (f"{members.get('evaluated')} members replayed ({members.get('exploded')} exploded, {members.get('stable')} "
-            f"stable) from batch {report.get('min_step')}; targets {report.get('targets')}; see `sweeper warn eval`.")
+    counts = ", ".join(f"{members.get(o.value)} {o.value}" for o in (Outcome.EXPLODED, Outcome.STABLE))
+    note = (f"{members.get('evaluated')} members replayed ({counts}) from batch {report.get('min_step')}; "
+            f"targets {report.get('targets')}; see `sweeper warn eval`.")
     return {"rows": rows, "note": note}

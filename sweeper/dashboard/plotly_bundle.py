@@ -8,7 +8,7 @@ build`); it evaluates in about 0.2 s.
 
 `install(server)` serves it at the URL dcc.Graph loads plotly.js from, so the dashboard's pages get it
 instead of the full one. That URL is what Dash's renderer hands dcc.Graph when it serves its own
-scripts; tests/test_plotly_bundle.py checks in Chromium that the plotly.js running is the bundle, so a
+scripts; tests/dashboard/test_plotly_bundle.py checks in Chromium that the plotly.js running is the bundle, so a
 Dash release that moves it fails there rather than silently loading the full one.
 
 The bundle is used only when its plotly.js version is the one the installed plotly package ships

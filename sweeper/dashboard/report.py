@@ -18,6 +18,7 @@ from typing import Any
 from sweeper.dashboard import data, figures, optional, views
 from sweeper.dashboard.importance import importance_info
 from sweeper.db import study_progress
+from sweeper.outcomes import FINISHED, Outcome
 
 TABLE_ROWS = 200
 """Configurations listed in the report's Table 1 (a 10,000-member study may have thousands)."""
@@ -91,8 +92,8 @@ def build_report(db, study: str, path: str | os.PathLike) -> dict:
 
     m = progress["members"]
     summary = [{"quantity": k, "value": v} for k, v in (
-        ("status", progress["status"]), ("members", m["total"]), ("stable", m["stable"]), ("exploded", m["exploded"]),
-        ("stopped early", m["stopped_early"]), ("failed", m["failed"]), ("running", m["running"]),
+        ("status", progress["status"]), ("members", m["total"]),
+        *((o.value.replace("_", " "), m[o.value]) for o in (*FINISHED, Outcome.FAILED, Outcome.RUNNING)),
         ("objective", f"{meta.objective} ({meta.direction})" if meta.objective else "none"),
         ("best eval_mem_acc (stable)", progress["best_eval_mem_acc"]),
     )]  # fmt: skip
@@ -112,14 +113,16 @@ def build_report(db, study: str, path: str | os.PathLike) -> dict:
     if isinstance(evaluation, optional.Missing):
         warn_html = _missing(evaluation.reason)
     else:
-        warn_html = _table(evaluation["rows"], ["detector", *optional.EVAL_COLUMNS]) + f'<p class="note">{html.escape(evaluation["note"])}</p>'
+        warn_html = (_table(evaluation["rows"], ["detector", *optional.EVAL_COLUMNS])
+                     + f'<p class="note">{html.escape(evaluation["note"])}</p>')
     parts.append(_section("Early-warning evaluation", warn_html))
 
     table1 = data.config_table(db, study)
     columns = ["config", "lr", "plasticity", "ratio", "gamma", "clip", "seeds", "finished", "exploded",
                "explosion_rate", "eval_mem_acc_mean", "eval_mem_acc_sd", "baseline"]  # fmt: skip
     shown = table1[:TABLE_ROWS]
-    more = f" Showing {len(shown)} of {len(table1)} configurations; `sweeper export` writes them all." if len(table1) > len(shown) else ""
+    more = (f" Showing {len(shown)} of {len(table1)} configurations; `sweeper export` writes them all."
+            if len(table1) > len(shown) else "")
     parts.append(_section("Table 1: configurations", _table(shown, columns)
                           + f'<p class="note">eval_mem_acc over stable members; clip "none" = no clipping.{more}</p>'))
 
@@ -133,8 +136,9 @@ def build_report(db, study: str, path: str | os.PathLike) -> dict:
     parts.append(_section("Fig. 7", _rendered(fig7, figure)))
 
     importance = importance_info(db, study, meta.objective)
-    parts.append(_section("Parameter importance", figure(figures.importance_figure(importance, "objective", f"objective: {meta.objective}"))
-                          + figure(figures.importance_figure(importance, "stability", "stability"))))  # fmt: skip
+    objective = figure(figures.importance_figure(importance, "objective", f"objective: {meta.objective}"))
+    parts.append(_section("Parameter importance",
+                          objective + figure(figures.importance_figure(importance, "stability", "stability"))))
 
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     document = (

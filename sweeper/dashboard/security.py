@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
 import hmac
 import ipaddress
 from urllib.parse import urlsplit
+
+from sweeper.errors import SweeperError
 
 HEADER = "X-Sweeper-Token"
 COOKIE = "sweeper_token"
@@ -39,7 +40,8 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(host: str, token: str | None) -> None:
     if token is not None and len(token) < 8:
-        raise BindRefused("--token must be at least 8 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+        raise BindRefused("--token", "must be at least 8 characters "
+                                     "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
     if not is_loopback(host) and not token:
         raise BindRefused(
             f"refusing to bind to {host}: the dashboard is reachable from other machines there, so it needs "

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweeper.dashboard import data, figures, optional
+from sweeper.outcomes import Outcome
 
 GRID = 60
 """P(stable) is evaluated on GRID x GRID points of the plotted plane."""
@@ -118,8 +119,10 @@ def warm_up() -> None:
     n = figures.WEBGL_ABOVE + 1  # Scattergl, the trace type of a large study
     ones = np.ones(n)
     members = {c: ones for c in data.FRONTIER_COLUMNS}
-    members.update(id=np.arange(n), seed=np.arange(n), outcome=np.array(["stable", "exploded"] * (n // 2) + ["stable"], dtype=object))
+    stable, exploded = Outcome.STABLE.value, Outcome.EXPLODED.value
+    members.update(id=np.arange(n), seed=np.arange(n), outcome=np.array([stable, exploded] * (n // 2) + [stable], dtype=object))
     edges = np.array([0.0, 1.0, 2.0])
-    info = {"members": members, "cells": {"x_edges": edges, "y_edges": edges, "rate": np.zeros((2, 2)), "count": ones[:4].reshape(2, 2)}}
+    cells = {"x_edges": edges, "y_edges": edges, "rate": np.zeros((2, 2)), "count": ones[:4].reshape(2, 2)}
+    info = {"members": members, "cells": cells}
     axis = np.array([0.0, 1.0])
     figures.frontier_figure(info, np.zeros((2, 2)), (axis, axis)).to_json()

@@ -39,9 +39,7 @@ transactions. An engine holds pooled connections: after `fork()` open a new `Dat
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
 import functools
-import json
 import os
 import sqlite3
 import time
@@ -53,7 +51,9 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
+from sweeper import jsonio
 from sweeper.db.models import SCHEMA_REVISION, VERSION_TABLE
+from sweeper.errors import SweeperError
 
 ENV_VAR = "SWEEPER_DB"
 DEFAULT_URL = "sqlite:///sweeper.sqlite3"
@@ -65,6 +65,22 @@ class StorageError(SweeperError, RuntimeError):
     """The storage URL is malformed, or the database cannot be used as it is."""
 
     field_default = "--storage"
+
+    @classmethod
+    def no_database(cls, path: str | Path) -> StorageError:
+        """No SQLite file at `path`: what to run to create one, or how to name another."""
+        default = Path(sa.make_url(DEFAULT_URL).database).absolute()
+        looked = f"no database at {path}" + (f" (the default, {DEFAULT_URL})" if Path(path) == default else "")
+        return cls(f"{looked}; run `sweeper submit STUDY.toml` first to create it, or pass --storage URL "
+                   f"(or set ${ENV_VAR}) to use another database")
+
+    @classmethod
+    def wrong_schema(cls, url: sa.URL, revision: str | None) -> StorageError:
+        """The database at `url` is not at this code's schema revision (None: no sweeper schema)."""
+        found = "no sweeper schema" if revision is None else f"schema revision {revision}"
+        return cls(f"{safe_url(url)} has {found}; this code needs revision {SCHEMA_REVISION}: "
+                   f"`sweeper submit STUDY.toml --storage URL` upgrades it (or update sweeper, if the "
+                   f"database is newer)")
 
 
 def default_url() -> str:
@@ -140,7 +156,7 @@ def backend_of(url: sa.URL) -> Literal["sqlite", "postgresql"]:
 # Engines
 
 
-_strict_json_dumps = functools.partial(json.dumps, allow_nan=False, ensure_ascii=False)
+_strict_json_dumps = functools.partial(jsonio.dumps, indent=None)
 
 
 def make_engine(url: sa.URL, *, read_only: bool = False, foreign_keys: bool = True) -> sa.Engine:
@@ -265,7 +281,7 @@ def open_db(url: str | sa.URL | None = None, *, check_schema: bool = True) -> Da
     """
     url = parse_url(url)
     if backend_of(url) == "sqlite" and not Path(url.database).exists():
-        raise StorageError(f"no database at {url.database}; create it with sweeper.db.upgrade({safe_url(url)!r})")
+        raise StorageError.no_database(url.database)
     db = Database(url)
     if check_schema:
         try:
@@ -275,9 +291,5 @@ def open_db(url: str | sa.URL | None = None, *, check_schema: bool = True) -> Da
             raise StorageError(f"cannot connect to {safe_url(url)}: {e.orig}") from e
         if revision != SCHEMA_REVISION:
             db.dispose()
-            found = "no sweeper schema" if revision is None else f"schema revision {revision}"
-            raise StorageError(
-                f"{safe_url(url)} has {found}; this code needs revision {SCHEMA_REVISION}. "
-                f"Run sweeper.db.upgrade(url) (or update sweeper, if the database is newer)."
-            )
+            raise StorageError.wrong_schema(url, revision)
     return db

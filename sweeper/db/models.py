@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sweeper.db.types import Float64, StrictJSON, UTCDateTime, utcnow
+from sweeper.engine.metrics import METRIC_NAMES as ENGINE_METRIC_NAMES
 from sweeper.outcomes import Outcome  # shared with the engine, the classifier and the plots
 
 SCHEMA_REVISION = "0003"
@@ -233,20 +234,10 @@ class Member(Base):
     )
 
 
-METRIC_NAMES = (
-    "loss",
-    "acc",
-    "mem_acc",
-    "baseline",
-    "grad_eph",
-    "grad_slow",
-    "grad_ratio",
-    "grad_rms_ratio",
-    "w_eph",
-    "w_slow",
-    "max_logit",
-)
-"""The per-batch metrics of docs/engine.md, one column each in `member_metrics`."""
+_AFTER_MEM_ACC = ENGINE_METRIC_NAMES.index("mem_acc") + 1
+METRIC_NAMES = (*ENGINE_METRIC_NAMES[:_AFTER_MEM_ACC], "baseline", *ENGINE_METRIC_NAMES[_AFTER_MEM_ACC:])
+"""The per-batch metrics of docs/engine.md (the engine's, plus the no-memory baseline beside mem_acc),
+one column each in `member_metrics`."""
 
 
 class MemberMetric(Base):

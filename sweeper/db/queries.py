@@ -15,7 +15,6 @@ parameters, never as SQL text), so a filter cannot inject anything.
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
 import csv
 import math
 import os
@@ -28,6 +27,7 @@ import sqlalchemy as sa
 
 from sweeper.db.engine import Database, safe_url
 from sweeper.db.models import METRIC_NAMES, Member, MemberMetric, Outcome, Study, Trial, TrialStatus
+from sweeper.errors import SweeperError
 
 OPS = ("=", "!=", "<", "<=", ">", ">=")
 _MAX_KNOWN = 10
@@ -338,9 +338,10 @@ class _Writer:
 
     def close(self, ok: bool) -> None:
         (self.file if self.fmt == "csv" else self.parquet).close()
-        if ok:
-            os.replace(self.tmp, self.path)
-        else:
+        try:
+            if ok:
+                os.replace(self.tmp, self.path)  # fails e.g. when PATH is a directory
+        finally:
             self.tmp.unlink(missing_ok=True)
 
 

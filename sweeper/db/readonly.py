@@ -39,6 +39,8 @@ _ONE_READ = "only a single read statement (SELECT, WITH ... SELECT, VALUES) can 
 class QueryError(StorageError):
     """The query failed: bad SQL, an unknown table, too many rows, or the time limit."""
 
+    field_default = "query"
+
 
 class QueryRefused(QueryError):
     """The query is not a single read statement; nothing ran."""
@@ -103,7 +105,7 @@ _SQLITE_ALLOWED = {20, 21, 31, 33}  # READ, SELECT, FUNCTION, RECURSIVE
 def _sqlite_query(url: sa.URL, sql: str, max_rows: int, timeout_s: float) -> QueryResult:
     path = Path(url.database)
     if not path.is_file():
-        raise StorageError(f"no database at {path}")
+        raise StorageError.no_database(path)
     uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S)

@@ -12,8 +12,9 @@ errors. Each backend needs help in a different place:
   0, PostgreSQL's returns NaN. Filter with `<> 'NaN'` first.)
 - `StrictJSON`: JSON has no NaN or Infinity, and Python's `json` writes the non-standard tokens
   `NaN`/`Infinity`, which browsers and PostgreSQL refuse. Non-finite floats are stored as the strings
-  "NaN", "Infinity" and "-Infinity" (the convention of Protocol Buffers' JSON mapping) and turned back
-  into floats on reading. A genuine string "NaN" inside a JSON value therefore reads back as a float.
+  "NaN", "Infinity" and "-Infinity" (`sweeper.jsonio`, the convention of Protocol Buffers' JSON
+  mapping) and turned back into floats on reading. A genuine string "NaN" inside a JSON value
+  therefore reads back as a float.
 - `UTCDateTime`: SQLite has no time zones, and PostgreSQL's `timestamp` has none either; both store
   naive UTC and every value read back is timezone-aware UTC.
 """
@@ -29,8 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
+from sweeper.jsonio import from_strict, to_strict
+
 NAN_TEXT = "NaN"
-_JSON_TOKENS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -76,45 +78,6 @@ class Float64(TypeDecorator):
 # JSON
 
 
-def to_strict_json(value: Any, path: str = "$") -> Any:
-    """`value` with tuples as lists and non-finite floats as "NaN"/"Infinity"/"-Infinity".
-
-    Raises TypeError, naming the place, for anything JSON cannot hold (non-string keys, objects).
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        value = float(value)
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{path}: JSON object keys must be strings, got {key!r}")
-            out[key] = to_strict_json(item, f"{path}.{key}")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [to_strict_json(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    raise TypeError(f"{path}: {type(value).__name__} is not JSON ({value!r})")
-
-
-def from_strict_json(value: Any) -> Any:
-    """Inverse of `to_strict_json`: the strings "NaN", "Infinity", "-Infinity" become floats."""
-    if isinstance(value, str):
-        return _JSON_TOKENS.get(value, value)
-    if isinstance(value, dict):
-        return {key: from_strict_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [from_strict_json(item) for item in value]
-    return value
-
-
 class StrictJSON(TypeDecorator):
     """JSON (PostgreSQL `json`, SQLite text) that never contains the non-standard NaN/Infinity tokens."""
 
@@ -126,10 +89,10 @@ class StrictJSON(TypeDecorator):
         super().__init__(none_as_null=True)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        return None if value is None else to_strict_json(value)
+        return None if value is None else to_strict(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        return None if value is None else from_strict_json(value)
+        return None if value is None else from_strict(value)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ METRIC_NAMES = (
     "w_slow",
     "max_logit",
 )
+"""The per-step metrics, in order: the one list the engine, the database, the stores and the views use."""
+EVERY_STEP_NAMES = ("loss", "acc", "mem_acc", "max_logit")
+"""The metrics set on every batch; the others only on full-metric batches (`metrics_every`)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class StepMetrics:
     exploded: np.ndarray
     """True for members that exploded at this step (first time)."""
     full: bool
-    """False on batches between `metrics_every` samples: then only loss, acc, mem_acc and max_logit are set."""
+    """False on batches between `metrics_every` samples: then only EVERY_STEP_NAMES are set."""
 
     def for_member(self, member: int) -> dict[str, float]:
         row = int(np.flatnonzero(self.member == member)[0])

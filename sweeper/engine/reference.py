@@ -14,7 +14,7 @@ CPU, in `run.train.dtype`.
 
 Leave it alone once it is right
 -------------------------------
-This file is the definition the fast engine is checked against (tests/test_reference.py checks this
+This file is the definition the fast engine is checked against (tests/engine/test_reference.py checks this
 file against independently written formulas). Do not optimise it, vectorise it or "tidy" it to look
 like the fast engine: an oracle that shares the fast engine's structure shares its bugs. Change it
 only when docs/engine.md changes, and then change the page, this file and its tests together.
@@ -43,8 +43,6 @@ from ..config import Hyper, RunConfig
 from ..tasks.base import EVAL_STREAM, TRAIN_STREAM
 from .init import init_member
 from .metrics import METRIC_NAMES
-
-METRIC_KEYS = METRIC_NAMES  # the contract's metric names, shared with the engine
 
 
 class _Tally:
@@ -391,7 +389,7 @@ class Reference:
             w_slow=w_slow,
             max_logit=float(tally.max_logit),
         )
-        return {k: out[k] for k in METRIC_KEYS}
+        return {k: out[k] for k in METRIC_NAMES}
 
     def evaluate(self, n_batches: int, ephemeral: bool = True) -> dict[str, float]:
         """Fresh sequences of EVAL_STREAM (batch indices 0 .. n_batches-1), slow weights frozen.
@@ -415,4 +413,4 @@ class Reference:
         return tally.prediction_metrics()
 
 
-__all__ = ["Reference", "METRIC_KEYS"]
+__all__ = ["Reference"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..config import ConfigError
-from .base import EVAL_STREAM, TRAIN_STREAM, Batch, Task
 from .associative import Associative
+from .base import EVAL_STREAM, TRAIN_STREAM, Batch, Task
 from .key_recall import KeyRecall
 from .palindrome import Palindrome
 from .repeated import Repeated

@@ -29,12 +29,14 @@ means at the same batch, from min_step on, once 3 others are running).
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from sweeper.errors import SweeperError
+from sweeper.outcomes import Outcome
 
 from .online import OnlineWarner, Settings
 from .predictors import SCORE_CAP, LossZScore, Predictor
@@ -192,7 +194,7 @@ def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = Non
         raise EvalError(f"no held-out members to evaluate: {why}; evaluate on another study")
     n_exp = sum(t.exploded for t in held)
     if n_exp == 0 or n_exp == len(held):
-        missing = "exploded" if n_exp == 0 else "stable"
+        missing = (Outcome.EXPLODED if n_exp == 0 else Outcome.STABLE).value
         raise EvalError(f"no {missing} members among the {len(held)} held-out finished members of {study!r}: "
                         "AUROC, recall and false stops need both; evaluate on a study spanning the boundary")
     if min_step is None:
@@ -210,7 +212,7 @@ def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = Non
     }
     p = results["predictor"]
     p["meets_targets"] = _meets(p)
-    for name, b in results["baselines"].items():
+    for b in results["baselines"].values():
         b["meets_targets"] = _meets(b)
     p["beats"] = {name: _beats(p, b) for name, b in results["baselines"].items()}
     return {
@@ -221,7 +223,7 @@ def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = Non
         "budget": held[0].budget,
         "explode_grace": held[0].grace,
         "members": {
-            "evaluated": len(held), "exploded": n_exp, "stable": len(held) - n_exp,
+            "evaluated": len(held), Outcome.EXPLODED.value: n_exp, Outcome.STABLE.value: len(held) - n_exp,
             "exploded_after_grace": sum(t.exploded and t.explode_step > t.grace for t in held),
             "exploded_before_min_step": sum(t.exploded and t.explode_step < min_step for t in held),
             "excluded_trained_on": n_trained,

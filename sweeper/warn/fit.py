@@ -18,12 +18,13 @@ leaves them out.
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
-import os
-import subprocess
 from typing import Any
 
 import numpy as np
+
+from sweeper.errors import SweeperError
+from sweeper.outcomes import Outcome
+from sweeper.provenance import code_version
 
 from .features import HYPER_FEATURES, TRAJECTORY_FEATURES, feature_matrix
 from .online import OnlineWarner, Settings
@@ -40,19 +41,6 @@ class FitError(SweeperError, ValueError):
     """The data cannot support a fit (too few exploded or stable members, ...)."""
 
     field_default = "study"
-
-
-def _code_version() -> str:
-    """The package version plus `git describe` (as sweeper.sweep.pack records it; the sweep is above us)."""
-    import sweeper
-
-    here = os.path.dirname(os.path.abspath(sweeper.__file__))
-    try:
-        rev = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = ""
-    return f"{sweeper.__version__}+{rev}" if rev else sweeper.__version__
 
 
 def _model(kind: str, groups: np.ndarray, X: np.ndarray, y: np.ndarray, seed: int):
@@ -150,24 +138,24 @@ def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None
     from sweeper.db import Study
 
     if name in BUILTIN or not name or name.isdigit():
-        raise FitError(f"--name {name!r}: that name is taken by a built-in predictor or reads as an id; choose another")
+        raise FitError("--name", f"{name!r} is taken by a built-in predictor or reads as an id; choose another")
     if model not in MODELS:
-        raise FitError(f"--model {model!r}: expected one of {', '.join(MODELS)}")
+        raise FitError("--model", f"got {model!r}; expected one of {', '.join(MODELS)}")
     if steps is not None and steps < min_step:
-        raise FitError(f"--steps {steps} is before min_step {min_step}: no batch to learn from")
+        raise FitError("--steps", f"{steps} is before --min-step {min_step}: no batch to learn from")
     if not 0 <= max_false_stop < 1:
-        raise FitError(f"--max-false-stop {max_false_stop}: expected a fraction in [0, 1)")
+        raise FitError("--max-false-stop", f"got {max_false_stop}; expected a fraction in [0, 1)")
     with db.read_session() as s:
         exists = s.scalars(sa.select(Row.id).where(Row.name == name)).first()
     if exists is not None and not replace:
-        raise FitError(f"--name {name!r}: a predictor of that name is stored already (id {exists}); choose another "
+        raise FitError("--name", f"a predictor named {name!r} is stored already (id {exists}); choose another "
                        "name or pass --replace")
     features = TRAJECTORY_FEATURES + (HYPER_FEATURES if hypers else ())
     traces = [t for study in studies for t in load_traces(db, study)]
     if hypers:
         for axis in ("lr", "plasticity"):
             if len({t.hyper[axis] for t in traces}) < 2:
-                raise FitError(f"--hypers: every member has the same {axis}; a hyperparameter feature needs "
+                raise FitError("--hypers", f"every member has the same {axis}; a hyperparameter feature needs "
                                "at least two values")
     _, _, _, used = examples(traces, features, min_step, steps)
     usable = [t for t, u in zip(traces, used) if u]
@@ -190,8 +178,8 @@ def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None
         "train_member_ids": [t.member_id for t in usable],
         "report": {
             "members": len(usable),
-            "exploded": int(sum(t.exploded for t in usable)),
-            "stable": int(sum(not t.exploded for t in usable)),
+            Outcome.EXPLODED.value: int(sum(t.exploded for t in usable)),
+            Outcome.STABLE.value: int(sum(not t.exploded for t in usable)),
             "skipped_exploded_before_min_step": len(traces) - len(usable),
             "examples": int(len(y)),
             "out_of_fold": oof,
@@ -201,7 +189,7 @@ def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None
         if exists is not None:
             s.execute(sa.delete(Row).where(Row.name == name))
         row = Row(study_id=study_ids.get(studies[0]), kind="learned", name=name, payload=payload,
-                  blob=pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), code_version=_code_version())
+                  blob=pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), code_version=code_version())
         s.add(row)
         s.flush()
         pid = row.id

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from sweeper.engine.metrics import METRIC_NAMES, StepMetrics
+from sweeper.engine.metrics import EVERY_STEP_NAMES, METRIC_NAMES, StepMetrics
 
 from .history import History
 from .predictors import Predictor, PredictorError
@@ -87,7 +87,7 @@ class OnlineWarner:
             exploded = bool(m.exploded[r])
             if not (m.full or exploded) or member in self._done:
                 continue
-            names = METRIC_NAMES if m.full else ("loss", "acc", "mem_acc", "max_logit")
+            names = METRIC_NAMES if m.full else EVERY_STEP_NAMES
             self._history(member).append(m.step, m.full, exploded, {k: getattr(m, k)[r] for k in names})
             if exploded:
                 self._done.add(member)  # scored on this batch if it is a full one, never after

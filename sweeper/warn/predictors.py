@@ -17,14 +17,16 @@ once so a learned model makes one call per batch, not one per member.
 
 from __future__ import annotations
 
-from sweeper.errors import SweeperError
 import math
 import pickle
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from sweeper.config import ConfigError
+from sweeper.errors import SweeperError
+from sweeper.jsonio import to_strict
 
 from .features import HYPER_FEATURES, LOG_CAP, feature_matrix, log_ratio, safe_log10
 from .history import HistoryView
@@ -59,11 +61,10 @@ class Predictor:
     def signals(self, history: HistoryView) -> dict[str, float | None]:
         """What the predictor looked at, for the alarm's record (JSON-able; non-finite as None)."""
         f = history.full_rows()
-        out: dict[str, float | None] = {"step": float(history.last_step)}
+        out = {"step": float(history.last_step)}
         for k in ("loss", "max_logit", "grad_ratio", "grad_eph", "grad_slow", "w_eph", "w_slow"):
-            v = f[k][-1] if len(f) else history[k][-1]
-            out[k] = float(v) if math.isfinite(float(v)) else None
-        return out
+            out[k] = float(f[k][-1] if len(f) else history[k][-1])
+        return to_strict(out, nonfinite=None)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "threshold": self.threshold, "predictor_id": self.predictor_id}
@@ -124,8 +125,7 @@ class RatioRule(Predictor):
     def signals(self, history: HistoryView) -> dict[str, float | None]:
         s = super().signals(history)
         f = history.full_rows()
-        first = float(f["grad_ratio"][0]) if len(f) else math.nan
-        s["grad_ratio_first"] = first if math.isfinite(first) else None
+        s["grad_ratio_first"] = to_strict(float(f["grad_ratio"][0]) if len(f) else math.nan, nonfinite=None)
         return s
 
     def describe(self) -> dict[str, Any]:

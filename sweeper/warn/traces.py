@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from sweeper.config import TrainConfig
 from sweeper.db import Member, MemberMetric, Outcome, Study
-from sweeper.db.queries import StudyNotFound
+from sweeper.db.queries import _study_id
 from sweeper.engine.metrics import METRIC_NAMES, StepMetrics
 
 from .history import History
@@ -27,8 +27,8 @@ class Trace:
 
     member_id: int
     study: str
-    outcome: str
-    """"stable" or "exploded"."""
+    outcome: Outcome
+    """STABLE or EXPLODED."""
     explode_step: int | None
     steps_done: int
     budget: int
@@ -40,7 +40,7 @@ class Trace:
 
     @property
     def exploded(self) -> bool:
-        return self.outcome == Outcome.EXPLODED.value
+        return self.outcome == Outcome.EXPLODED
 
 
 def _train_setting(study: Study, name: str) -> int:
@@ -51,10 +51,7 @@ def _train_setting(study: Study, name: str) -> int:
 def load_traces(db, study_name: str) -> list[Trace]:
     """The finished (stable or exploded) members of a study, in member-id order, with their rows."""
     with db.read_session() as s:
-        study = s.scalars(sa.select(Study).where(Study.name == study_name)).first()
-        if study is None:
-            names = sorted(s.scalars(sa.select(Study.name)))
-            raise StudyNotFound(f"no study {study_name!r} in the database; studies: {', '.join(names) or 'none'}")
+        study = s.get(Study, _study_id(s, db, study_name))  # StudyNotFound names the known ones
         budget, grace = _train_setting(study, "batches"), _train_setting(study, "explode_grace")
         members = s.scalars(sa.select(Member).where(
             Member.study_id == study.id, Member.outcome.in_([Outcome.STABLE, Outcome.EXPLODED])
@@ -62,7 +59,7 @@ def load_traces(db, study_name: str) -> list[Trace]:
         traces = {}
         for i, m in enumerate(members):
             hyper = {k: getattr(m, k) for k in ("lr", "plasticity", "ratio", "gamma", "clip")}
-            traces[m.id] = Trace(m.id, study_name, m.outcome.value, m.explode_step, m.steps_done, budget, grace,
+            traces[m.id] = Trace(m.id, study_name, m.outcome, m.explode_step, m.steps_done, budget, grace,
                                  hyper, History(i, hyper))
         cols = [MemberMetric.member_id, MemberMetric.step, *(getattr(MemberMetric, k) for k in METRIC_NAMES)]
         q = (sa.select(*cols).join(Member, Member.id == MemberMetric.member_id)

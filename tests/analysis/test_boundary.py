@@ -9,7 +9,6 @@ the one end-to-end frontier study marked slow.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeper.cli import analysis as commands_analysis
 from sweeper.analysis.boundary import (
     MIN_PER_CLASS,
     BoundaryError,
@@ -28,6 +26,7 @@ from sweeper.analysis.boundary import (
 )
 from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus, Trial, TrialStatus
 from sweeper.study import StudyError, parse_study
+from tests.helpers.cli import sweeper as run_cli
 
 C = 0.5
 SHARPNESS = 4.0
@@ -121,6 +120,46 @@ def test_stored_fit_is_strict_json_and_readable(grid_study):
     assert stored.payload["cv"]["accuracy"] >= 0.85  # the SVM separates as well
 
 
+def test_svm_is_platt_scaled_by_scikit_learn(grid_study):
+    """P(stable) of an SVM fit is scikit-learn's sigmoid calibration of out-of-fold decision values."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    from sweeper.analysis.boundary import _estimator, _folds, load_members
+
+    payload = fit_boundary(grid_study, "grid", model="svm", bootstrap=0, store=False).payload
+    members = load_members(grid_study, "grid")
+    X = np.column_stack([np.log10(members.hypers["lr"]), np.log10(members.hypers["plasticity"])])
+    y = members.stable.astype(np.int64)
+    calibrated = CalibratedClassifierCV(_estimator("svm", 0), method="sigmoid", cv=_folds(5, 0), ensemble=False)
+    expected = calibrated.fit(X, y).predict_proba(X)[:, 1]
+    got = p_stable(payload, {"lr": members.hypers["lr"], "plasticity": members.hypers["plasticity"]})
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_platt_coefficients_match_platts_objective():
+    """Platt (1999) with the prior-corrected targets (n+ + 1) / (n+ + 2) and 1 / (n- + 2), fitted
+    independently: the library's coefficients are the known answer."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+    from sklearn.model_selection import cross_val_predict
+
+    from sweeper.analysis.boundary import _estimator, _folds, _platt
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] + X[:, 1] + rng.normal(0, 0.5, 200) > 0).astype(np.int64)
+    d = cross_val_predict(_estimator("svm", 0), X, y, cv=_folds(5, 0), method="decision_function")
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def nll(ac):
+        q = expit(ac[0] * d + ac[1])
+        return -np.sum(t * np.log(q) + (1 - t) * np.log1p(-q))
+
+    expected = minimize(nll, [1.0, 0.0], method="BFGS", options={"gtol": 1e-10}).x
+    assert _platt(X, y, "svm", 5, 0) == pytest.approx(tuple(expected), abs=1e-4)
+
+
 def test_cells_have_wilson_intervals(grid_study):
     payload = fit_boundary(grid_study, "grid", bootstrap=0, store=False).payload
     assert len(payload["cells"]) == len(LRS) * len(PLASTICITIES)
@@ -132,6 +171,9 @@ def test_cells_have_wilson_intervals(grid_study):
     z2 = 1.959963984540054**2
     assert wilson(0, 4)[1] == pytest.approx(z2 / (4 + z2))  # k = 0: the upper end is z^2 / (n + z^2)
     assert wilson(4, 4)[0] == pytest.approx(4 / (4 + z2))
+    assert wilson(0, 4)[0] == 0.0 and wilson(4, 4)[1] == 1.0  # exact ends, no rounding residue
+    assert wilson(3, 10) == pytest.approx((0.1078, 0.6032), abs=5e-5)  # the textbook value
+    assert wilson(0, 0) == (0.0, 1.0)  # an empty cell says nothing
     assert payload["boundary"]["slope_ci95"] is None  # no bootstrap, no interval; no NaN either
     assert payload["product_hypothesis"]["consistent"] is None
 
@@ -200,26 +242,16 @@ def test_a_single_value_of_lr_is_refused(db):
 
 
 def test_bad_arguments_are_refused(grid_study):
-    with pytest.raises(BoundaryError, match="model 'tree'"):
+    with pytest.raises(BoundaryError, match="--model: got 'tree'"):
         fit_boundary(grid_study, "grid", model="tree")
-    with pytest.raises(BoundaryError, match="bootstrap -1"):
+    with pytest.raises(BoundaryError, match="--bootstrap: got -1"):
         fit_boundary(grid_study, "grid", bootstrap=-1)
-    with pytest.raises(BoundaryError, match="folds 1"):
+    with pytest.raises(BoundaryError, match="--folds: got 1"):
         fit_boundary(grid_study, "grid", folds=1)
 
 
 # ---------------------------------------------------------------------------------------------------
 # The CLI, in process
-
-
-def run_cli(*argv: str, capsys) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="sweeper")
-    commands_analysis.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    capsys.readouterr()
-    code = args.func(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_boundary_json_text_and_errors(grid_study, db_url, capsys):
@@ -430,6 +462,7 @@ def test_boundary_filter_skips_predicted_explosions():
 # Frontier vs grid
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the comparison is arithmetic; the reads run on both elsewhere
 def test_compare_counts_configurations_until_inside_the_reference(db):
     from sweeper.analysis.compare import compare_studies, format_comparison
 
@@ -438,7 +471,7 @@ def test_compare_counts_configurations_until_inside_the_reference(db):
     rng = np.random.default_rng(3)
     order = rng.permutation(len(configs))
     insert_study(db, "again", [configs[i] for i in order], [outcomes[i] for i in order])
-    r = compare_studies(db, "ref", "again", bootstrap=50)
+    r = compare_studies(db, "ref", "again", bootstrap=20)
     assert r["reference"]["configs"] == len(configs) and r["study"]["configs"] == len(configs)
     assert [c["configs"] for c in r["curve"]] == list(range(1, len(configs) + 1))
     assert r["curve"][-1]["inside"]  # the same members give the reference's own estimate
@@ -488,20 +521,14 @@ report_every = 20
 
 
 @pytest.mark.slow
-def test_frontier_study_end_to_end(tmp_path: Path):
-    import ray
-
+def test_frontier_study_end_to_end(local_ray, tmp_path: Path):
     from sweeper.db import open_db
     from sweeper.sweep.driver import submit
 
     path = tmp_path / "frontier.toml"
     path.write_text(FRONTIER_E2E)
     url = f"sqlite:///{tmp_path / 'sweeper.sqlite3'}"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        result = submit(str(path), storage=url, progress=False)
-    finally:
-        ray.shutdown()
+    result = submit(str(path), storage=url, progress=False)
     assert result.status == "COMPLETE" and result.planned == 4
     assert sum(result.members.values()) == 8 * 3
     db = open_db(url)

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from sweeper.config import ConfigError
 from sweeper.analysis.reproduce import BUDGETS, CONFIGS, RULE, categorize, format_table1, t_interval, table1
+from sweeper.config import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,12 @@
 """The database commands (sweeper status, trials, query, export) and the read-side queries behind them.
 
-Run in-process through `commands_db.register` on a parser of their own, on SQLite and PostgreSQL,
+Run in-process through `sweeper.cli.main`, on SQLite and PostgreSQL,
 over one populated study whose members cover every outcome and whose metrics hold NaN and inf.
 Expected values are computed from the population below, not written in by hand.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -32,6 +31,7 @@ from sweeper.db import (
     upgrade,
 )
 from sweeper.db.queries import MEMBER_COLUMNS, StudyNotFound, member_rows, parse_filter, study_progress
+from tests.helpers.cli import sweeper
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -101,17 +101,6 @@ def sweep_url(request, tmp_path_factory, fresh_database) -> Iterator[str]:
     with fresh_database(request.param, tmp_path_factory.mktemp("cli")) as url:
         populate(url)
         yield url
-
-
-def sweeper(*argv: str, capsys) -> tuple[int, str, str]:
-    """Run `sweeper ARGV` with the database commands; return (exit status, stdout, stderr)."""
-    parser = argparse.ArgumentParser(prog="sweeper")
-    commands_db.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    capsys.readouterr()
-    code = args.func(args)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def strict_json(text: str):
@@ -331,7 +320,7 @@ def test_query_refuses_anything_but_one_read_and_changes_nothing(sweep_url, caps
 
 
 # ---------------------------------------------------------------------------------------------------
-# Example queries (reported for the README): each runs through `sweeper query` on both backends.
+# Example queries (listed in docs/guide.md): each runs through `sweeper query` on both backends.
 
 EXAMPLES = {
     "explosion_rate_per_cell": """
@@ -467,7 +456,7 @@ def test_export_csv_and_parquet(sweep_url, capsys, tmp_path):
 
     code, _, err = sweeper("export", "sweep", "--storage", sweep_url, "--format", "csv",
                            "-o", str(tmp_path / "no" / "x.csv"), capsys=capsys)  # fmt: skip
-    assert code == 2 and "does not exist" in err
+    assert code == 2 and err.startswith("sweeper: error: --output: ") and "does not exist" in err
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """`sweeper submit` refuses malformed study files and storage URLs before Ray starts, naming the file
-and the field, and leaves the database exactly as it was (every malformed case of test_study.py)."""
+and the field, and leaves the database exactly as it was (every malformed case of tests/study/test_spec.py)."""
 
 from __future__ import annotations
 

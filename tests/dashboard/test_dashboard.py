@@ -475,12 +475,6 @@ def server(study_db):
         yield base
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    with bench.browser() as b:
-        yield b
-
-
 @pytest.fixture
 def page(chromium):
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
@@ -532,7 +526,9 @@ def test_frontier_shows_every_member_and_a_click_opens_its_traces(server, page, 
     }""")  # fmt: skip
     page.mouse.move(target["x"], target["y"])
     page.wait_for_selector(".hoverlayer .hovertext")
-    hover = page.evaluate("() => [...document.querySelectorAll('.hoverlayer .hovertext tspan.line')].map(l => l.textContent).join(' / ')")
+    hover = page.evaluate(
+        "() => [...document.querySelectorAll('.hoverlayer .hovertext tspan.line')].map(l => l.textContent).join(' / ')"
+    )
     with rodb.read_session() as s:  # the hover shows this member's config and result, as stored
         member = s.get(Member, int(target["id"]))
     assert f"member {member.id} (exploded)" in hover, hover

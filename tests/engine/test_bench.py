@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from sweeper.engine.bench import bench, format_bench
 from sweeper.cli import main
+from sweeper.engine.bench import bench, format_bench
 
 
 def test_bench_reports_the_median_of_alternating_rounds_and_the_state_sizes():

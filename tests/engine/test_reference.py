@@ -18,7 +18,8 @@ import torch
 
 from sweeper.config import Hyper, ModelConfig, RunConfig, TrainConfig
 from sweeper.engine.init import init_member
-from sweeper.engine.reference import METRIC_KEYS, Reference
+from sweeper.engine.metrics import METRIC_NAMES
+from sweeper.engine.reference import Reference
 from sweeper.tasks import EVAL_STREAM, TRAIN_STREAM, make_task
 
 TOL = dict(rtol=1e-9, atol=1e-12)
@@ -343,7 +344,7 @@ def test_metrics_follow_their_definitions(updater):
     ref = Reference(run, hyper)
     start = initial_state(ref)
     m = ref.train_batch()
-    assert set(m) == set(METRIC_KEYS)
+    assert set(m) == set(METRIC_NAMES)
     expected, rec = replica_batch(run, hyper, start, 0)
     n_eph = sum(int(x.sum()) for x in ref.mask)
     n_slow = sum(int((~x).sum()) for x in ref.mask) + sum(x.numel() for x in ref.b) + ref.W_out.numel() + ref.b_out.numel()
@@ -365,7 +366,7 @@ def test_metrics_follow_their_definitions(updater):
         "max_logit": rec["max_logit"],
     }
     assert len(rec["mem_correct"]) == B  # key recall: one memory position per sequence
-    for k in METRIC_KEYS:
+    for k in METRIC_NAMES:
         assert m[k] == pytest.approx(want[k], rel=1e-9), k
 
 
@@ -520,7 +521,7 @@ def test_rnn_adam_with_grad_clip_learns_key_recall():
 
 
 def test_ephemeral_dfa_learns_key_recall_memory():
-    # A small, fast version of SCIENCE.md's measurement (~3 s): after 150 batches the memory
+    # A small, fast version of the key-recall finding in docs/findings.md (~3 s): after 150 batches the memory
     # positions are answered well above chance (1/9) with the ephemeral dynamics on, and at about
     # chance with the ephemeral entries held at 0. Seed 0 gives ~0.69 on, ~0.14 off.
     run = make_run("dfa", width=32, depth=2, batch=8, gap_max=2, dtype="float32")

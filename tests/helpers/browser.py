@@ -1,7 +1,7 @@
 """Serving the dashboard in a subprocess and timing its pages in a real (headless) Chromium.
 
 Used by `tools/bench_frontier.py` (the 10,000-member frontier budget: drawn within 2 s of
-navigation) and by tests/test_dashboard.py. The browser is Debian's Chromium (`/usr/bin/chromium`,
+navigation) and by tests/dashboard/test_dashboard.py. The browser is Debian's Chromium (`/usr/bin/chromium`,
 or $SWEEPER_CHROMIUM) driven by Playwright; Playwright's own browser downloads are never used.
 """
 

@@ -6,7 +6,6 @@ and bad input. Expected figures are derived from the constructed members, not co
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass
@@ -14,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from sweeper.cli import warn as commands_warn
 from sweeper.config import ConfigError, Hyper
 from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus, Trial, TrialStatus
-from sweeper.engine.metrics import METRIC_NAMES
+from sweeper.engine.metrics import EVERY_STEP_NAMES, METRIC_NAMES
 from sweeper.study.runfile import build_run
 from sweeper.warn import LearnedPredictor, OnlineWarner, PredictorError, RatioRule, Settings, is_shadow
 from sweeper.warn.evaluate import EvalError, evaluate
@@ -25,6 +23,7 @@ from sweeper.warn.fit import FitError, fit_predictor
 from sweeper.warn.history import History
 from sweeper.warn.predictors import SCORE_CAP, LossZScore, load_predictor, make_predictor
 from sweeper.warn.traces import load_traces, replay_batches
+from tests.helpers.cli import sweeper
 
 EVERY, BUDGET, GRACE, MIN_STEP = 5, 100, 50, 10
 
@@ -194,7 +193,7 @@ def test_replay_from_database_agrees_with_online(population_run, db):
             for m in steps:
                 r = int(np.flatnonzero(m.member == i)[0])
                 if m.full or m.exploded[r]:
-                    names = METRIC_NAMES if m.full else ("loss", "acc", "mem_acc", "max_logit")
+                    names = METRIC_NAMES if m.full else EVERY_STEP_NAMES
                     s.add(MemberMetric.from_metrics(row.id, m.step, {k: float(getattr(m, k)[r]) for k in names}))
     traces = load_traces(db, "pop")
     replay = OnlineWarner(Settings(min_step=MIN_STEP), RatioRule())
@@ -255,16 +254,6 @@ def noisy(n: int, seed0: int) -> list[Synth]:
     return exp + stable
 
 
-def sweeper(*argv: str, capsys) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="sweeper")
-    commands_warn.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    capsys.readouterr()
-    code = args.func(args)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_fit_store_load_and_eval_held_out(db, db_url, capsys):
     train_ids = insert_study(db, "train", noisy(6, 0))
     insert_study(db, "test", noisy(4, 1000))
@@ -315,6 +304,6 @@ def test_fit_refuses_too_few_members(db, db_url, capsys):
     with pytest.raises(FitError, match="built-in"):
         fit_predictor(db, ["small"], name="ratio_rule")
     code, _, err = sweeper("warn", "fit", "small", "--name", "x", "--storage", db_url, capsys=capsys)
-    assert code == 2 and "fit: " in err and "at least 5 of each" in err
+    assert code == 2 and err.startswith("sweeper: error: study: ") and "at least 5 of each" in err
     code, _, err = sweeper("warn", "fit", "absent", "--name", "x", "--storage", db_url, capsys=capsys)
-    assert code == 2 and "no study 'absent'" in err
+    assert code == 2 and "no study named 'absent'" in err

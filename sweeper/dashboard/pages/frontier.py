@@ -7,7 +7,7 @@ import math
 from dash import Input, Output, State, callback_context, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from sweeper.dashboard import data, figures, optional, views
+from sweeper.dashboard import data, figures, optional
 
 PATH = "/frontier"
 TITLE = "Frontier"

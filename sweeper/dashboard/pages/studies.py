@@ -6,13 +6,14 @@ from urllib.parse import quote
 
 from dash import Input, Output, dcc, html
 
+from sweeper.dashboard.figures import OUTCOME_COLORS
 from sweeper.db import study_progress
 
 PATH = "/"
 TITLE = "Studies"
 NEEDS_STUDY = False
-OUTCOMES = ("stable", "exploded", "stopped_early", "failed", "running")
-COLORS = {"stable": "#2ca02c", "exploded": "#d62728", "stopped_early": "#ff7f0e", "failed": "#7f7f7f", "running": "#1f77b4"}
+OUTCOMES = tuple(OUTCOME_COLORS)
+"""The outcome values, in the order of the columns and the bar."""
 
 
 def layout(ctx, query):
@@ -26,7 +27,7 @@ def layout(ctx, query):
 def _bar(members: dict) -> html.Div:
     total = max(members.get("total", 0), 1)
     return html.Div(
-        [html.Div(style={"width": f"{100 * members.get(o, 0) / total:.2f}%", "background": COLORS[o], "height": "12px"},
+        [html.Div(style={"width": f"{100 * members.get(o, 0) / total:.2f}%", "background": OUTCOME_COLORS[o], "height": "12px"},
                   title=f"{o}: {members.get(o, 0)}") for o in OUTCOMES],
         style={"display": "flex", "width": "220px", "background": "#eee"},
     )  # fmt: skip

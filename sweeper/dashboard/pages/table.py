@@ -7,9 +7,9 @@ import io
 
 from dash import Input, Output, State, dash_table, dcc, html
 
-from sweeper.dashboard.data import jsonable
 from sweeper.db import member_rows, parse_filter
 from sweeper.db.queries import MEMBER_COLUMNS
+from sweeper.jsonio import to_strict
 
 PATH = "/table"
 TITLE = "Trial table"
@@ -63,7 +63,7 @@ def register(app, ctx):
             return [], 0, f"filter refused: {e}"
         page = page or 0
         shown = rows[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
-        return jsonable(shown), max(1, -(-len(rows) // PAGE_SIZE)), f"{len(rows)} members"
+        return to_strict(shown, nonfinite=None), max(1, -(-len(rows) // PAGE_SIZE)), f"{len(rows)} members"
 
     @app.callback(
         Output("table-download", "data"), Input("table-download-button", "n_clicks"),
