@@ -22,34 +22,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.helpers.cluster import LocalCluster
+from tests.helpers.studies import write_study
 
-STUDY = """
-name = "{name}"
-[task]
-name = "key_recall"
-[model]
-depth = 1
-width = 64
-[train]
-updater = "dfa"
-batch_size = 8
-batches = {batches}
-metrics_every = 50
-[search]
-kind = "grid"
-[[objectives]]
-metric = "eval_mem_acc"
-[space.lr]
-values = [1e-3, 3e-3, 1e-2, 3e-2]
-[space.plasticity]
-values = [1e2, 1e3, 1e4, 1e5]
-[execution]
-seeds = 2
-members_per_trial = 4
-report_every = 50
-eval_batches = 2
-max_failures = 1
-"""
+SPACE = "[space.lr]\nvalues = [1e-3, 3e-3, 1e-2, 3e-2]\n[space.plasticity]\nvalues = [1e2, 1e3, 1e4, 1e5]\n"
 CONFIGS, SEEDS, PACKS = 16, 2, 8
 
 
@@ -80,8 +55,8 @@ def query(url: str, sql: str) -> list[tuple]:
 
 def run_study(work: Path, admin_url: str, nodes: int, batches: int, kill_worker: bool = False) -> dict:
     name = f"bench_{nodes}n{'_kill' if kill_worker else ''}"
-    study = work / f"{name}.toml"
-    study.write_text(STUDY.format(name=name, batches=batches))
+    study = write_study(work, name, space=SPACE, seeds=SEEDS, per_trial=4, batches=batches, width=64,
+                        metrics_every=50, report_every=50)
     url = fresh_db(admin_url)
     try:
         with LocalCluster(work / name) as cluster:

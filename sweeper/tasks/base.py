@@ -107,3 +107,23 @@ class Task:
         from dataclasses import asdict
 
         return asdict(self)
+
+
+SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789"
+"""The alphabet of the symbol tasks; a task with `n_symbols` uses the first `n_symbols`."""
+
+
+class SymbolSequence(Task):
+    """A task whose sequences are `length` tokens over the first `n_symbols` of SYMBOLS (subclasses
+    declare both fields)."""
+
+    length: int
+    n_symbols: int
+
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        return tuple(SYMBOLS[: self.n_symbols])
+
+    @property
+    def seq_len(self) -> int:
+        return self.length - 1

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import check_int
-from .base import Batch, Task, randint
-
-SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789"
+from .base import SYMBOLS, Batch, SymbolSequence, randint
 
 
 @dataclass(frozen=True)
-class Palindrome(Task):
+class Palindrome(SymbolSequence):
     name = "palindrome"
 
     length: int = 9
@@ -38,14 +36,6 @@ class Palindrome(Task):
     def __post_init__(self):
         check_int("task.length", self.length, low=3, high=100_000)
         check_int("task.n_symbols", self.n_symbols, low=2, high=len(SYMBOLS))
-
-    @property
-    def vocab(self):
-        return tuple(SYMBOLS[: self.n_symbols])
-
-    @property
-    def seq_len(self):
-        return self.length - 1
 
     def generate(self, seeds, stream, batch_index, batch_size):
         B, L = batch_size, self.length

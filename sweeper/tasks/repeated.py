@@ -21,13 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import check_int
-from .base import Batch, Task, randint
-
-SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789"
+from .base import SYMBOLS, Batch, SymbolSequence, randint
 
 
 @dataclass(frozen=True)
-class Repeated(Task):
+class Repeated(SymbolSequence):
     name = "repeated"
 
     period_min: int = 1
@@ -45,14 +43,6 @@ class Repeated(Task):
         check_int("task.period_max", self.period_max, low=max(2, self.period_min), high=16)
         check_int("task.length", self.length, low=self.period_max + 1, high=100_000)
         check_int("task.n_symbols", self.n_symbols, low=2, high=len(SYMBOLS))
-
-    @property
-    def vocab(self):
-        return tuple(SYMBOLS[: self.n_symbols])
-
-    @property
-    def seq_len(self):
-        return self.length - 1
 
     def generate(self, seeds, stream, batch_index, batch_size):
         B, L, K = batch_size, self.length, self.period_max

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import check_int
-from .base import Batch, Task, randint
+from .base import SYMBOLS, Batch, Task, randint
 
-SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789"
 SEPARATOR = 0  # token of `|`; symbol k is token k + 1
 
 

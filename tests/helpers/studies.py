@@ -26,7 +26,7 @@ width = {width}
 updater = "dfa"
 batch_size = 8
 batches = {batches}
-metrics_every = 10
+metrics_every = {metrics_every}
 [search]
 kind = "{kind}"
 {search}
@@ -37,7 +37,7 @@ metric = "eval_mem_acc"
 seeds = {seeds}
 members_per_trial = {per_trial}
 cpus = {cpus}
-report_every = 20
+report_every = {report_every}
 eval_batches = 2
 max_failures = {max_failures}
 """
@@ -51,7 +51,8 @@ def grid_space(lrs: Sequence[float]) -> str:
 
 def write_study(directory: Path, name: str, *, kind: str = "grid", search: str = "",
                 space: str = grid_space([1e-2, 1e-1]), seeds: int = 2, per_trial: int = 4, batches: int = 40,
-                width: int = 16, cpus: float = 1, max_failures: int = 1) -> Path:
+                width: int = 16, cpus: float = 1, max_failures: int = 1, metrics_every: int = 10,
+                report_every: int = 20) -> Path:
     """`directory/name.toml`, a STUDY; by default 2 x 3 configurations x 2 seeds in 3 packs of 4 members.
 
     `search`: extra lines of `[search]` (e.g. the sampler and `configs` of an optuna study); `space`:
@@ -60,7 +61,8 @@ def write_study(directory: Path, name: str, *, kind: str = "grid", search: str =
     path = directory / f"{name}.toml"
     path.write_text(STUDY.format(name=name, kind=kind, search=search, space=space, seeds=seeds,
                                  per_trial=per_trial, cpus=cpus, batches=batches, width=width,
-                                 max_failures=max_failures))
+                                 max_failures=max_failures, metrics_every=metrics_every,
+                                 report_every=report_every))
     return path
 
 
