@@ -27,7 +27,8 @@ from sweeper.errors import SweeperError
 FORMATS = ("table", "csv", "json")
 TRIAL_TABLE_COLUMNS = (
     "trial", "pack_index", "config_index", "lr", "plasticity", "ratio", "gamma", "clip", "seed", "outcome",
-    "explode_step", "stop_step", "steps_done", "final_loss", "eval_mem_acc", "wall_time_s", "device",
+    "explode_onset", "explode_step", "stop_step", "steps_done", "final_step", "final_loss", "eval_mem_acc",
+    "wall_time_s", "device",
 )  # fmt: skip
 """The columns `sweeper trials` shows as a table (csv and json have every column)."""
 

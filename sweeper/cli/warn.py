@@ -46,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="replace the predictor's threshold")
     p.add_argument("--min-step", type=int, metavar="N", help="default: the fitted predictor's, else the study's")
     p.add_argument("--at-step", type=int, metavar="N", help="batch of auroc_at_step (default: min-step)")
+    p.add_argument("--late-onset", type=int, default=100, metavar="N",
+                   help="explosions with onset >= N are reported again on their own (default 100)")
     p.add_argument("--json", action="store_true", help="strict JSON")
     storage(p)
     p.set_defaults(func=cmd_eval)
@@ -81,7 +83,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with _open(args) as db:
         predictor = load_predictor(db, args.predictor)
         report = evaluate(db, args.study, predictor, min_step=args.min_step, at_step=args.at_step,
-                          threshold=args.threshold)
+                          threshold=args.threshold, late_onset=args.late_onset)
     if args.json:
         print(to_json(report))
         return 0
@@ -89,12 +91,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"study {report['study']}: {m['evaluated']} held-out members ({m['exploded']} exploded, {m['stable']} "
           f"stable; {m['excluded_trained_on']} left out as fitted on), budget {report['budget']} batches, "
           f"scored from batch {report['min_step']}")
-    columns = ["detector", "auroc", "precision", "recall", "false_stops", "median_lead", "compute_saved",
-               "saved_beyond_explosion_stop"]
-    res = report["results"]
-    rows = [(report["predictor"]["name"], res["predictor"])] + list(res["baselines"].items())
-    print(format_table(columns, [
-        (name, r["auroc"], r["precision"], r["recall"], r["false_stop_rate"], r["median_lead_time"],
-         r["compute_saved"], r["compute_saved_beyond_explosion_stop"]) for name, r in rows
-    ]))  # fmt: skip
+    print(f"explosions: onset at batch 0: {m['onset_at_batch_0']}, onset before batch {report['min_step']}: "
+          f"{m['onset_before_min_step']}, onset >= {report['late_onset']}: {m['late_explosions']}"
+          + (f"; {m['onset_estimated']} onsets estimated from stored rows" if m["onset_estimated"] else ""))
+    print("lead time = onset - alarm batch (negative: the alarm came after the onset)")
+    print(_figures_table(report["predictor"]["name"], report["results"], format_table))
+    late = report["late_explosions"]
+    print(f"\nlate explosions (onset >= {late['late_onset']}): {late['exploded']} exploded, {late['stable']} stable")
+    print(_figures_table(report["predictor"]["name"], late["results"], format_table) if late["results"]
+          else "none")
     return 0
+
+
+def _figures_table(name: str, res: dict, format_table) -> str:
+    columns = ["detector", "auroc", "precision", "recall", "recall_by_onset", "false_stops", "median_lead",
+               "late_alarms", "compute_saved", "saved_beyond_explosion_stop"]
+    rows = [(name, res["predictor"])] + list(res["baselines"].items())
+    return format_table(columns, [
+        (n, r["auroc"], r["precision"], r["recall"], r["recall_by_onset"], r["false_stop_rate"],
+         r["median_lead_time"], r["late_alarms"], r["compute_saved"], r["compute_saved_beyond_explosion_stop"])
+        for n, r in rows
+    ])  # fmt: skip

@@ -83,7 +83,7 @@ def study_meta(db: Database, name: str) -> StudyMeta:
 
 FRONTIER_COLUMNS = (
     "id", "lr", "plasticity", "ratio", "gamma", "clip", "seed", "outcome", "steps_done", "explode_step",
-    "stop_step", "final_loss", "eval_mem_acc", "baseline", "config_index",
+    "stop_step", "final_loss", "eval_mem_acc", "baseline", "config_index", "explode_onset",
 )  # fmt: skip
 
 
@@ -216,7 +216,8 @@ def member_info(db: Database, member_id: int, max_points: int = MAX_TRACE_POINTS
         "config_index": member.config_index, "lr": member.lr, "plasticity": member.plasticity,
         "ratio": member.ratio, "gamma": member.gamma, "clip": member.clip, "seed": member.seed,
         "outcome": member.outcome.value, "steps_done": member.steps_done, "explode_step": member.explode_step,
-        "stop_step": member.stop_step, "final_loss": member.final_loss, "mem_acc": member.mem_acc,
+        "explode_onset": member.explode_onset, "stop_step": member.stop_step, "final_step": member.final_step,
+        "final_loss": member.final_loss, "mem_acc": member.mem_acc,
         "baseline": member.baseline, "eval_mem_acc": member.eval_mem_acc,
         "eval_mem_acc_frozen": member.eval_mem_acc_frozen, "error": member.error,
     }  # fmt: skip
@@ -241,7 +242,8 @@ def overlay_info(
 ) -> dict:
     """`metric` over steps for up to `per_outcome` stable and `per_outcome` exploded members.
 
-    Returns {"metric", "traces": {"stable": [{"id", "step", "value", "explode_step"}], "exploded": [...]},
+    Returns {"metric", "traces": {"stable": [{"id", "step", "value", "explode_step", "explode_onset"}],
+    "exploded": [...]},
     "counts": {outcome: members in the study slice}}. Members are picked in id order (deterministic)
     in SQL; traces are strided to `max_points` steps.
     """
@@ -254,7 +256,7 @@ def overlay_info(
         conditions = _slice_conditions(study.id, slices or {})
         for outcome in (Outcome.STABLE, Outcome.EXPLODED):
             picked = s.execute(
-                sa.select(Member.id, Member.explode_step)
+                sa.select(Member.id, Member.explode_step, Member.explode_onset)
                 .where(*conditions, Member.outcome == outcome)
                 .order_by(Member.id)
                 .limit(per_outcome)
@@ -262,7 +264,7 @@ def overlay_info(
             out["counts"][outcome.value] = s.scalar(
                 sa.select(sa.func.count()).select_from(Member).where(*conditions, Member.outcome == outcome)
             )
-            ids = [member_id for member_id, _ in picked]
+            ids = [member_id for member_id, _, _ in picked]
             rows = s.execute(
                 sa.select(MemberMetric.member_id, MemberMetric.step, column)
                 .where(MemberMetric.member_id.in_(ids), column.is_not(None))
@@ -272,12 +274,13 @@ def overlay_info(
             for member_id, step, value in rows:
                 by_member[member_id].append((step, value))
             traces = []
-            for member_id, explode_step in picked:
+            for member_id, explode_step, explode_onset in picked:
                 points = by_member[member_id]
                 keep = _stride(len(points), max_points)
                 steps = np.array([p[0] for p in points], dtype=np.int64)[keep] if points else np.array([], np.int64)
                 values = np.array([p[1] for p in points], dtype=np.float64)[keep] if points else np.array([])
-                traces.append({"id": member_id, "step": steps, "value": values, "explode_step": explode_step})
+                traces.append({"id": member_id, "step": steps, "value": values, "explode_step": explode_step,
+                               "explode_onset": explode_onset})
             out["traces"][outcome.value] = traces
     return out
 

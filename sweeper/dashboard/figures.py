@@ -29,9 +29,9 @@ JITTER_DECADES = 0.03
 
 
 HOVER_COLUMNS = ("id", "lr", "plasticity", "ratio", "gamma", "clip", "seed", "steps_done", "explode_step",
-                 "final_loss", "eval_mem_acc")
+                 "final_loss", "eval_mem_acc", "explode_onset")
 """A frontier point's customdata, in this order (its hover template indexes it)."""
-WHOLE_COLUMNS = ("id", "seed", "steps_done", "explode_step")
+WHOLE_COLUMNS = ("id", "seed", "steps_done", "explode_step", "explode_onset")
 """The whole numbers among them: shown exactly, never rounded."""
 
 
@@ -111,7 +111,7 @@ def frontier_figure(info: dict, p_stable: np.ndarray | None = None, grid: tuple 
     hover = (
         "<b>member %{customdata[0]}</b> (%{meta})<br>lr %{customdata[1]:.3g}, plasticity %{customdata[2]:.3g}<br>"
         "ratio %{customdata[3]:.3g}, gamma %{customdata[4]:.3g}, clip %{customdata[5]:.3g}, seed %{customdata[6]}<br>"
-        "steps %{customdata[7]}, exploded at %{customdata[8]}<br>final loss %{customdata[9]:.4g}, "
+        "steps %{customdata[7]}, exploded at %{customdata[8]} (onset %{customdata[11]})<br>final loss %{customdata[9]:.4g}, "
         "eval mem acc %{customdata[10]:.3f}<extra></extra>"
     )
     for outcome, color in OUTCOME_COLORS.items():
@@ -161,9 +161,11 @@ def member_figure(info: dict) -> go.Figure:
         first = info["warnings"][0]
         fig.add_annotation(x=first["step"], y=1, yref="paper", text=f"alarm ({first['action']}) step {first['step']}",
                            showarrow=False, font={"color": "#ff7f0e"}, yanchor="bottom")
-    for key, color, text in (("explode_step", "#d62728", "exploded"), ("stop_step", "#ff7f0e", "stopped")):
+    marks = (("explode_onset", "#d62728", "onset", "dash"), ("explode_step", "#d62728", "exploded", "solid"),
+             ("stop_step", "#ff7f0e", "stopped", "solid"))
+    for key, color, text, dash in marks:
         if mm.get(key) is not None:
-            fig.add_vline(x=mm[key], line={"color": color, "width": 2})
+            fig.add_vline(x=mm[key], line={"color": color, "width": 2, "dash": dash})
             fig.add_annotation(x=mm[key], y=0.5, yref="paper", text=f"{text} @ {mm[key]}", showarrow=False,
                                font={"color": color}, textangle=-90, xshift=-8)
     fig.update_layout(

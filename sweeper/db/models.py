@@ -30,7 +30,7 @@ from sweeper.db.types import Float64, StrictJSON, UTCDateTime, utcnow
 from sweeper.engine.metrics import METRIC_NAMES as ENGINE_METRIC_NAMES
 from sweeper.outcomes import Outcome  # shared with the engine, the classifier and the plots
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The Alembic revision these classes describe (the head of sweeper/db/migrations/versions)."""
 VERSION_TABLE = "sweeper_alembic_version"
 """Alembic's bookkeeping table; not `alembic_version`, which Optuna's storage uses."""
@@ -195,7 +195,7 @@ class Member(Base):
 
     outcome: Mapped[Outcome] = mapped_column(_enum(Outcome, "outcome"), default=Outcome.RUNNING)
     explode_step: Mapped[int | None]
-    """The batch at which the explosion criterion fired, for exploded members."""
+    """The batch at which the explosion criterion fired (detection), for exploded members."""
     steps_done: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
 
@@ -224,6 +224,14 @@ class Member(Base):
     """The Optuna trial that proposed its configuration, if a sampler drove the study."""
     stop_step: Mapped[int | None]
     """The batch at which the early-warning stopper stopped it, for stopped_early members."""
+
+    # Revision 0004
+    explode_onset: Mapped[int | None]
+    """The first batch of the excursion the explosion criterion confirmed (onset, <= explode_step), for
+    exploded members (docs/engine.md); NULL for rows written before revision 0004 (unknown)."""
+    final_step: Mapped[int | None]
+    """The batch final_loss, final_acc and mem_acc are from: an exploded member's explosion batch, else
+    its last full-metrics batch; NULL for rows written before revision 0004."""
 
     trial: Mapped[Trial] = relationship(back_populates="members")
     metrics: Mapped[list[MemberMetric]] = relationship(

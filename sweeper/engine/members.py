@@ -32,11 +32,22 @@ class MemberBook:
         self.member_ids = torch.arange(n, device=device)  # (P,): original index of each live row
         self.loss_hist = torch.full((n, window), math.nan, dtype=torch.float64, device=device)  # (P, window)
         self.best_window = torch.full((n,), math.inf, dtype=torch.float64, device=device)  # (P,)
+        # The latest run of consecutive batches above their excursion level (`docs/engine.md`): its first
+        # and its last batch (-1, resp. -2, before any: batch 0 starts a run). An explosion's onset is the
+        # first, when the run reaches into the window that confirmed it.
+        self.above_since = torch.full((n,), -1, dtype=torch.int64, device=device)  # (P,)
+        self.above_last = torch.full((n,), -2, dtype=torch.int64, device=device)  # (P,)
         self.batch_index = 0
         self.outcome = [Outcome.RUNNING] * n
         self.explode_step: list[int | None] = [None] * n
+        """The batch at which the criterion decided (detection)."""
+        self.explode_onset: list[int | None] = [None] * n
+        """The first batch of the excursion it confirmed (`docs/engine.md`)."""
         self.steps_done = [0] * n
         self.final: list[dict[str, float]] = [{} for _ in range(n)]
+        self.final_step: list[int | None] = [None] * n
+        """The batch `final` describes: the explosion batch of an exploded member, else the last
+        full-metrics batch."""
 
     @property
     def size(self) -> int:
@@ -61,24 +72,54 @@ class MemberBook:
 
     def _check_explosion(self, loss: torch.Tensor, max_logit: torch.Tensor) -> np.ndarray:
         """Flag this batch's new explosions (`docs/engine.md`): a non-finite loss or logit at once; after the
-        grace, a windowed mean loss above the threshold and above its best by the margin. Returns the
-        newly exploded live rows as a boolean array."""
+        grace, a windowed mean loss above the threshold and above its best by the margin. Records each one's
+        detection (this batch) and onset (the first batch of the excursion it confirmed).
+        Returns the newly exploded live rows as a boolean array."""
         cfg, i = self.cfg, self.batch_index
-        self.loss_hist[:, i % cfg.explode_window] = loss.double()
+        loss = loss.double()
+        self.loss_hist[:, i % cfg.explode_window] = loss
         window = self.loss_hist if i + 1 >= cfg.explode_window else self.loss_hist[:, : i + 1]
         mean = window.mean(1)
+        # Excursion level: the threshold, and at least the lowest windowed loss before this batch plus the
+        # margin (none before batch 0), so that a run sitting at chance level above the threshold is not
+        # in an excursion until its loss rises.
+        level = torch.clamp(self.best_window + cfg.explode_margin, min=cfg.explode_threshold)
+        broken = ~torch.isfinite(loss) | ~torch.isfinite(max_logit)
+        above = broken | (loss > level) if i else broken | (loss > cfg.explode_threshold)
+        self.above_since = torch.where(above & (self.above_last != i - 1), i, self.above_since)
+        self.above_last = torch.where(above, i, self.above_last)
         self.best_window = torch.fmin(self.best_window, mean)
-        bad = ~torch.isfinite(loss) | ~torch.isfinite(max_logit)
+        bad = broken
         if i >= cfg.explode_grace:
             rose = mean > self.best_window + cfg.explode_margin
-            bad |= (mean > cfg.explode_threshold) & rose
+            bad = bad | ((mean > cfg.explode_threshold) & rose)
         bad = bad.cpu().numpy()
         first = np.array([self.explode_step[m] is None for m in self.alive], dtype=bool)
         newly = bad & first
-        for m in np.asarray(self.alive)[newly]:
-            self.explode_step[int(m)] = i
-            self.outcome[int(m)] = Outcome.EXPLODED
+        if newly.any():
+            reaches = ((self.above_since >= 0) & (self.above_last > i - cfg.explode_window)).cpu().numpy()
+            since = self.above_since.cpu().numpy()
+            alive = self.alive
+            for row in np.flatnonzero(newly):
+                m = int(alive[row])
+                self.explode_step[m] = i
+                self.explode_onset[m] = int(since[row]) if reaches[row] else i
+                self.outcome[m] = Outcome.EXPLODED
         return newly
+
+    def _record_final(self, step: int, member: np.ndarray, exploded: np.ndarray, full: bool,
+                      values: dict[str, np.ndarray]) -> None:
+        """Keep each member's `final` metrics: those of its explosion batch once it exploded (kept for good,
+        even when it trains on), else those of the latest full-metrics batch. `values`: {name: (n,)}
+        aligned with `member`; on a batch that is not full the metrics it did not compute are NaN."""
+        for row, m in enumerate(member):
+            m = int(m)
+            self.steps_done[m] = step + 1
+            if self.explode_step[m] is not None and self.explode_step[m] < step:
+                continue  # exploded earlier: its final metrics are its explosion batch's
+            if full or exploded[row]:
+                self.final[m] = {name: float(v[row]) for name, v in values.items()}
+                self.final_step[m] = step
 
     def _end_batch(self, exploded: list[int]) -> None:
         """Close a batch: drop this batch's exploded members (unless the run keeps them), and at the end of
@@ -106,6 +147,7 @@ class MemberBook:
     def summaries(self) -> list[MemberSummary]:
         return [
             MemberSummary(member=m, outcome=self.outcome[m].value, explode_step=self.explode_step[m],
-                          steps_done=self.steps_done[m], final=self.final[m])
+                          explode_onset=self.explode_onset[m], steps_done=self.steps_done[m], final=self.final[m],
+                          final_step=self.final_step[m])
             for m in range(len(self.hypers))
         ]

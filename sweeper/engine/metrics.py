@@ -65,9 +65,16 @@ class MemberSummary:
     member: int
     outcome: str
     explode_step: int | None
+    """Detection: the batch at which the explosion criterion decided (None: it never did)."""
+    explode_onset: int | None
+    """Onset: the first batch of the excursion the criterion confirmed (`docs/engine.md`); <= explode_step."""
     steps_done: int
     final: dict[str, float]
-    """Last full metrics recorded for this member."""
+    """The metrics of batch `final_step`: the explosion (detection) batch of an exploded member, else the
+    last full-metrics batch. On an explosion batch that is not a full-metrics one, the metrics computed
+    only on full batches are NaN."""
+    final_step: int | None = None
+    """The batch `final` is from (None before any)."""
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

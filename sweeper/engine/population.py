@@ -140,7 +140,8 @@ class Population(MemberBook):
     # ------------------------------------------------------------------ state handling
 
     _PER_MEMBER = ("member_ids", "lr", "plasticity", "gamma", "clip", "S", "bias", "W_out", "b_out",
-                   "feedback", "slow_mask", "n_eph", "n_slow", "adam_m", "adam_v", "loss_hist", "best_window")
+                   "feedback", "slow_mask", "n_eph", "n_slow", "adam_m", "adam_v", "loss_hist", "best_window",
+                   "above_since", "above_last")
 
     def _index_entries(self) -> None:
         """The masked entries of the members present (from `slow_mask`, which is 0 exactly there), and
@@ -472,10 +473,7 @@ class Population(MemberBook):
             full=full,
             **{name: host.get(name, nan) for name in METRIC_NAMES},
         )
-        for row, m in enumerate(metrics.member):
-            self.steps_done[m] = i + 1
-            if full:
-                self.final[m] = {name: float(getattr(metrics, name)[row]) for name in METRIC_NAMES}
+        self._record_final(i, metrics.member, exploded, full, {name: getattr(metrics, name) for name in METRIC_NAMES})
         self._end_batch(metrics.member[exploded].tolist())
         return metrics
 

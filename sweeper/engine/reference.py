@@ -413,4 +413,44 @@ class Reference:
         return tally.prediction_metrics()
 
 
-__all__ = ["Reference"]
+def explosion(losses, max_logits, train) -> tuple[int | None, int | None]:
+    """The explosion rule of docs/engine.md, read off a member's whole per-batch history: (detection,
+    onset), or (None, None) when it never fires. `losses`, `max_logits`: one float per batch, from
+    batch 0; `train`: the TrainConfig (explode_threshold, explode_window, explode_grace, explode_margin).
+    Written from the page as plain loops over batches, not as the engines' running state."""
+    w, threshold, margin = train.explode_window, train.explode_threshold, train.explode_margin
+    means = []  # windowed mean loss of each batch so far
+    for i, (loss, logit) in enumerate(zip(losses, max_logits)):
+        recent = [float(x) for x in losses[max(0, i - w + 1): i + 1]]
+        means.append(sum(recent) / len(recent))
+        best = min((m for m in means if not math.isnan(m)), default=math.inf)  # the lowest, NaN windows aside
+        broken = not math.isfinite(loss) or not math.isfinite(logit)
+        rose = i >= train.explode_grace and means[i] > threshold and means[i] > best + margin
+        if broken or rose:
+            return i, _onset(losses, max_logits, means, i, train)
+    return None, None
+
+
+def _onset(losses, max_logits, means, detection: int, train) -> int:
+    """The first batch of the latest run of consecutive batches above their excursion level, at or before
+    `detection`, if that run reaches into the confirming window; else `detection`."""
+    def above(j):
+        if not (math.isfinite(losses[j]) and math.isfinite(max_logits[j])):
+            return True
+        earlier = [m for m in means[:j] if not math.isnan(m)]
+        level = max(train.explode_threshold, min(earlier) + train.explode_margin) if earlier else \
+            train.explode_threshold
+        return losses[j] > level
+
+    last = detection
+    while last >= 0 and not above(last):
+        last -= 1
+    if last < 0 or last <= detection - train.explode_window:
+        return detection
+    first = last
+    while first > 0 and above(first - 1):
+        first -= 1
+    return first
+
+
+__all__ = ["Reference", "explosion"]

@@ -11,15 +11,27 @@ the predictor was not fitted on. Definitions (the same for the predictor and eve
   (up to its explosion, or the end of its budget); a member never scored (it exploded before
   `min_step`) ranks lowest. `auroc_at_step`: by the score on the first scored batch >= at_step,
   over the members not exploded before it.
-- precision = exploded alarmed / alarmed; recall = exploded alarmed / exploded; false-stop rate =
-  stable alarmed / stable; lead time = explode_step - alarm batch (alarmed exploded members).
-- Compute: an exploding member left alone trains its whole budget (train.batches); stopped at an alarm
-  on batch a it trains a + 1, saving budget - (a + 1). `compute_saved` = saved / (exploded x budget).
-  Engines that stop at the explosion already save budget - (explode_step + 1); what the alarm saves
-  on top is `compute_saved_beyond_explosion_stop` = sum(explode_step - a) / sum(explode_step + 1).
+- Every exploded member has a detection `d` (explode_step: when the engine's criterion decided) and an
+  onset `o` (explode_onset: the first batch of the excursion it confirmed, docs/engine.md); o <= d. A
+  run broken from its first batch has o = 0 and d = the grace.
+- precision = exploded alarmed / alarmed; recall = exploded alarmed / exploded (an alarm at any batch
+  up to d); recall_by_onset = exploded alarmed at a <= o / exploded. lead time = o - a, from the
+  onset: an alarm after the onset is a late alarm and its lead is negative (`late_alarms` counts
+  them). `median_lead_to_detection` is the median of d - a, for comparison only.
+- Compute. An exploding member's useful compute ends at its onset: left alone it trains its whole
+  budget (train.batches), and the batches o .. budget-1 are wasted. Stopped after batch a it trains
+  a + 1 batches and wastes max(0, a + 1 - o), so the stop saves budget - max(o, a + 1) wasted batches.
+  `compute_saved` = sum of those over the alarmed exploded members / sum of budget - o over all
+  exploded members: the fraction of the compute wasted after the onsets that the stops save.
+  `compute_saved_of_budget` = sum(budget - (a + 1)) / (exploded x budget): the fraction of the
+  exploding members' budgets. Engines that stop at the detection already save budget - (d + 1); what
+  the alarm saves on top is `compute_saved_beyond_explosion_stop` = sum(d - a) / sum(d + 1).
   `stable_compute_lost`: batches false stops take from stable members / (stable x budget).
   This needs no full-length traces (`stop_on_explosion = false`); those only make explosions that
   happen later than an engine stop would have let them visible.
+- Late explosions: the exploded members with onset >= `late_onset` (default 100), against all the
+  stable members, get the same figures in a block of their own (`late_explosions`): explosions
+  present from the first batches are easy to call and say little about a predictor's lead.
 
 Baselines: `explosion_criterion` (stop when the engine flags the explosion: lead time 0, by definition
 no false stops), `loss_zscore` (predictors.LossZScore), and `median_rule` (Ray Tune's median stopping
@@ -43,6 +55,8 @@ from .predictors import SCORE_CAP, LossZScore, Predictor
 from .traces import Trace, load_traces, replay_batches
 
 TARGETS = {"auroc": 0.9, "false_stop_rate": 0.05, "compute_saved": 0.5}
+LATE_ONSET = 100
+"""Default first onset batch of a late explosion."""
 MEDIAN_MIN_OTHERS = 3
 
 
@@ -132,6 +146,11 @@ def _median(x: list[float]) -> float | None:
     return float(np.median(x)) if x else None
 
 
+def _subset(out: Outcomes, keep: list[int]) -> Outcomes:
+    return Outcomes([out.alarm[k] for k in keep], [out.max_score[k] for k in keep],
+                    [out.first_scores[k] for k in keep], out.threshold)
+
+
 def summarize(traces: list[Trace], out: Outcomes) -> dict[str, Any]:
     """The figures of the module docstring for one detector."""
     y = np.array([t.exploded for t in traces])
@@ -145,10 +164,10 @@ def summarize(traces: list[Trace], out: Outcomes) -> dict[str, Any]:
     fp = [(t, a) for t, a in zip(traces, out.alarm) if not t.exploded and a is not None]
     exploded = [t for t in traces if t.exploded]
     stable = [t for t in traces if not t.exploded]
-    late = [t for t in exploded if t.explode_step > t.grace]
-    late_tp = [t for t, _ in tp if t.explode_step > t.grace]
-    leads = [t.explode_step - a for t, a in tp]
-    saved = sum(t.budget - (a + 1) for t, a in tp)
+    leads = [t.explode_onset - a for t, a in tp]
+    saved = sum(t.budget - max(t.explode_onset, a + 1) for t, a in tp)
+    wasted = sum(t.budget - t.explode_onset for t in exploded)
+    saved_of_budget = sum(t.budget - (a + 1) for t, a in tp)
     spent_to_explosion = sum(t.explode_step + 1 for t in exploded)
     lost = sum(t.budget - (a + 1) for t, a in fp)
     alarmed = len(tp) + len(fp)
@@ -160,15 +179,19 @@ def summarize(traces: list[Trace], out: Outcomes) -> dict[str, Any]:
         "alarmed": alarmed,
         "true_alarms": len(tp),
         "false_alarms": len(fp),
+        "late_alarms": sum(lead < 0 for lead in leads),
         "precision": len(tp) / alarmed if alarmed else None,
-        "recall": len(tp) / len(exploded),
-        "recall_late": len(late_tp) / len(late) if late else None,
-        "false_stop_rate": len(fp) / len(stable),
+        "recall": len(tp) / len(exploded) if exploded else None,
+        "recall_by_onset": sum(lead >= 0 for lead in leads) / len(exploded) if exploded else None,
+        "false_stop_rate": len(fp) / len(stable) if stable else None,
         "median_lead_time": _median(leads),
         "lead_time_quartiles": [float(q) for q in np.percentile(leads, [25, 75])] if leads else None,
-        "compute_saved": saved / (len(exploded) * exploded[0].budget) if exploded else None,
-        "compute_saved_beyond_explosion_stop": (sum(leads) / spent_to_explosion) if spent_to_explosion else None,
-        "stable_compute_lost": lost / sum(t.budget for t in stable),
+        "median_lead_to_detection": _median([t.explode_step - a for t, a in tp]),
+        "compute_saved": saved / wasted if wasted else None,
+        "compute_saved_of_budget": saved_of_budget / (len(exploded) * exploded[0].budget) if exploded else None,
+        "compute_saved_beyond_explosion_stop": (sum(t.explode_step - a for t, a in tp) / spent_to_explosion
+                                                if spent_to_explosion else None),
+        "stable_compute_lost": lost / sum(t.budget for t in stable) if stable else None,
         "median_alarm_step": _median([a for _, a in tp]),
     }
 
@@ -176,13 +199,13 @@ def summarize(traces: list[Trace], out: Outcomes) -> dict[str, Any]:
 def _meets(r: dict[str, Any]) -> dict[str, bool]:
     return {
         "auroc": r["auroc"] is not None and r["auroc"] >= TARGETS["auroc"],
-        "false_stop_rate": r["false_stop_rate"] <= TARGETS["false_stop_rate"],
+        "false_stop_rate": r["false_stop_rate"] is not None and r["false_stop_rate"] <= TARGETS["false_stop_rate"],
         "compute_saved": r["compute_saved"] is not None and r["compute_saved"] >= TARGETS["compute_saved"],
     }
 
 
 def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = None, at_step: int | None = None,
-             threshold: float | None = None) -> dict[str, Any]:
+             threshold: float | None = None, late_onset: int = LATE_ONSET) -> dict[str, Any]:
     """The evaluation report (strict-JSON-able) of `predictor` and the baselines on `study`."""
     traces = load_traces(db, study)
     trained = set((getattr(predictor, "payload", None) or {}).get("train_member_ids") or [])
@@ -202,19 +225,15 @@ def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = Non
         if getattr(predictor, "payload", None) and "min_step" in predictor.payload:
             min_step = int(predictor.payload["min_step"])
     at_step = min_step if at_step is None else at_step
-    results = {
-        "predictor": summarize(held, _run_warner(held, predictor, min_step, threshold, at_step)),
-        "baselines": {
-            "explosion_criterion": summarize(held, _explosion_criterion(held)),
-            "loss_zscore": summarize(held, _run_warner(held, LossZScore(), min_step, None, at_step)),
-            "median_rule": summarize(held, _median_rule(held, min_step, at_step)),
-        },
+    outcomes = {
+        "predictor": _run_warner(held, predictor, min_step, threshold, at_step),
+        "explosion_criterion": _explosion_criterion(held),
+        "loss_zscore": _run_warner(held, LossZScore(), min_step, None, at_step),
+        "median_rule": _median_rule(held, min_step, at_step),
     }
-    p = results["predictor"]
-    p["meets_targets"] = _meets(p)
-    for b in results["baselines"].values():
-        b["meets_targets"] = _meets(b)
-    p["beats"] = {name: _beats(p, b) for name, b in results["baselines"].items()}
+    late = [k for k, t in enumerate(held) if not t.exploded or t.explode_onset >= late_onset]
+    n_late = sum(held[k].exploded for k in late)
+    late_traces = [held[k] for k in late]
     return {
         "study": study,
         "predictor": predictor.describe(),
@@ -222,15 +241,34 @@ def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = Non
         "at_step": at_step,
         "budget": held[0].budget,
         "explode_grace": held[0].grace,
+        "late_onset": late_onset,
         "members": {
             "evaluated": len(held), Outcome.EXPLODED.value: n_exp, Outcome.STABLE.value: len(held) - n_exp,
             "exploded_after_grace": sum(t.exploded and t.explode_step > t.grace for t in held),
             "exploded_before_min_step": sum(t.exploded and t.explode_step < min_step for t in held),
+            "onset_at_batch_0": sum(t.exploded and t.explode_onset == 0 for t in held),
+            "onset_before_min_step": sum(t.exploded and t.explode_onset < min_step for t in held),
+            "late_explosions": n_late,
+            "onset_estimated": sum(t.onset_estimated for t in held),
             "excluded_trained_on": n_trained,
         },
         "targets": dict(TARGETS),
-        "results": results,
+        "results": _results({k: summarize(held, o) for k, o in outcomes.items()}),
+        "late_explosions": {
+            "late_onset": late_onset, Outcome.EXPLODED.value: n_late, Outcome.STABLE.value: len(held) - n_exp,
+            "results": _results({k: summarize(late_traces, _subset(o, late)) for k, o in outcomes.items()})
+            if n_late else None,
+        },
     }
+
+
+def _results(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """{"predictor": ..., "baselines": {...}}, each with meets_targets; the predictor's `beats`."""
+    p = figures.pop("predictor")
+    for r in (p, *figures.values()):
+        r["meets_targets"] = _meets(r)
+    p["beats"] = {name: _beats(p, b) for name, b in figures.items()}
+    return {"predictor": p, "baselines": figures}
 
 
 def _beats(p: dict[str, Any], b: dict[str, Any]) -> dict[str, bool | None]:

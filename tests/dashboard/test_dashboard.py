@@ -124,7 +124,7 @@ def test_frontier_figure_sends_float32_unless_an_id_or_seed_would_lose_digits(ro
     import base64
 
     from sweeper.dashboard.data import frontier_info
-    from sweeper.dashboard.figures import frontier_figure
+    from sweeper.dashboard.figures import HOVER_COLUMNS, frontier_figure
 
     info = frontier_info(rodb, "toy")
 
@@ -132,7 +132,7 @@ def test_frontier_figure_sends_float32_unless_an_id_or_seed_would_lose_digits(ro
         trace = next(t for t in frontier_figure(info).to_dict()["data"] if t.get("meta") == "stable")
         custom = trace["customdata"]
         dtype = np.float32 if custom["dtype"] == "f4" else np.float64
-        return trace["x"]["dtype"], np.frombuffer(base64.b64decode(custom["bdata"]), dtype).reshape(-1, 11)
+        return trace["x"]["dtype"], np.frombuffer(base64.b64decode(custom["bdata"]), dtype).reshape(-1, len(HOVER_COLUMNS))
 
     dtype, custom = points(info)
     stable = info["members"]["outcome"] == "stable"
@@ -619,3 +619,18 @@ def test_ten_thousand_members_all_drawn(tmp_path, chromium):
     print(f"10,000-member frontier drawn {result['drawn_ms']:.0f} ms after navigation (cold cache)")
     assert result["console_errors"] == []
     assert result["drawn_ms"] < 15_000
+
+
+def test_member_figure_marks_the_onset_before_the_explosion(rodb):
+    from sweeper.dashboard.data import frontier_info, member_info
+    from sweeper.dashboard.figures import member_figure
+
+    m = frontier_info(rodb, "toy")["members"]
+    info = member_info(rodb, int(m["id"][m["outcome"] == "exploded"][0]))
+    assert "explode_onset" in info["member"] and "final_step" in info["member"]
+    step = info["member"]["explode_step"]
+    info["member"]["explode_onset"] = step - 3
+    layout = member_figure(info).to_dict()["layout"]
+    lines = {(s["x0"], s["line"].get("dash")) for s in layout["shapes"]}
+    assert {(step - 3, "dash"), (step, "solid")} <= lines
+    assert {f"onset @ {step - 3}", f"exploded @ {step}"} <= {a["text"] for a in layout["annotations"]}

@@ -149,7 +149,7 @@ def schema_of(url: str) -> dict:
 
 def test_blank_database_gets_the_schema_of_the_models(db_url):
     assert current_revision(db_url) is None
-    assert upgrade(db_url) == SCHEMA_REVISION == head_revision() == "0003"
+    assert upgrade(db_url) == SCHEMA_REVISION == head_revision() == "0004"
     assert current_revision(db_url) == SCHEMA_REVISION
     engine = sa.create_engine(parse_url(db_url))
     tables = set(sa.inspect(engine).get_table_names())
@@ -191,7 +191,7 @@ def _tables_at(revision: str) -> dict[str, sa.Table]:
     return metadata.tables
 
 
-def test_upgrade_from_revisions_1_and_2_keeps_rows_and_matches_the_models(db_url, fresh_database, tmp_path):
+def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_url, fresh_database, tmp_path):
     assert upgrade(db_url, "0001") == "0001"
     engine = sa.create_engine(parse_url(db_url))
     assert {"predictors", "boundary_fits"}.isdisjoint(sa.inspect(engine).get_table_names())
@@ -221,7 +221,7 @@ def test_upgrade_from_revisions_1_and_2_keeps_rows_and_matches_the_models(db_url
         )  # fmt: skip
 
     assert upgrade(db_url, "0002") == "0002"
-    with pytest.raises(StorageError, match="has schema revision 0002; this code needs revision 0003.*upgrade"):
+    with pytest.raises(StorageError, match="has schema revision 0002; this code needs revision 0004.*upgrade"):
         open_db(db_url)  # an un-migrated database is refused, and left as it is
     assert current_revision(db_url) == "0002"
     t = _tables_at("0002")
@@ -232,9 +232,27 @@ def test_upgrade_from_revisions_1_and_2_keeps_rows_and_matches_the_models(db_url
                                                 "payload": {"c": 1.0}, "created_at": now})  # fmt: skip
         c.execute(t["warnings"].insert(), {"id": 2, "member_id": 2, "step": 41, "predictor": "logistic@1",
                                            "action": "stopped", "score": 0.9, "predictor_id": 1, "created_at": now})
+
+    from sweeper.db.types import Float64, StrictJSON
+
+    assert upgrade(db_url, "0003") == "0003"
+    with pytest.raises(StorageError, match="has schema revision 0003; this code needs revision 0004.*upgrade"):
+        open_db(db_url)
+    members_0003 = sa.Table(
+        "sw_members", sa.MetaData(),
+        *(sa.Column(c) for c in ("id", "trial_id", "study_id", "pack_index", "seed", "outcome", "steps_done",
+                                 "explode_step", "stop_step", "config_index")),
+        *(sa.Column(c, Float64()) for c in ("lr", "plasticity", "ratio", "gamma", "clip", "final_loss")),
+        sa.Column("config", StrictJSON()),
+    )  # fmt: skip
+    with engine.begin() as c:
+        c.execute(members_0003.insert(), dict(
+            id=3, trial_id=1, study_id=1, pack_index=2, seed=2, outcome="exploded", steps_done=60, explode_step=59,
+            stop_step=None, config_index=1, lr=1.0, plasticity=1.0, ratio=0.1, gamma=0.7, clip=1.0, final_loss=math.inf,
+            config={}))  # fmt: skip
     engine.dispose()
 
-    assert upgrade(db_url) == SCHEMA_REVISION == "0003"
+    assert upgrade(db_url) == SCHEMA_REVISION == "0004"
     assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
     (tmp_path / "blank").mkdir()
     with fresh_database("sqlite" if db_url.startswith("sqlite") else "postgresql", tmp_path / "blank") as blank_url:
@@ -253,8 +271,10 @@ def test_upgrade_from_revisions_1_and_2_keeps_rows_and_matches_the_models(db_url
         assert (trial.attempts, trial.points, trial.result) == (2, None, None)
         found = s.scalars(sa.select(Member).order_by(Member.pack_index)).all()
         assert [(m.outcome, m.explode_step, m.stop_step, m.config_index) for m in found] == [
-            (Outcome.STABLE, None, None, None), (Outcome.EXPLODED, 42, None, None)
+            (Outcome.STABLE, None, None, None), (Outcome.EXPLODED, 42, None, None), (Outcome.EXPLODED, 59, None, 1)
         ]  # fmt: skip
+        assert [(m.explode_onset, m.final_step) for m in found] == [(None, None)] * 3  # 0004: unknown, not guessed
+        assert found[2].final_loss == math.inf
         assert found[0].final_loss == 0.5 and math.isnan(found[1].final_loss) and found[1].clip == math.inf
         assert math.isnan(found[1].config["loss"])
         losses = s.scalars(sa.select(MemberMetric.loss).order_by(MemberMetric.step)).all()
@@ -274,6 +294,7 @@ def test_upgrade_from_revisions_1_and_2_keeps_rows_and_matches_the_models(db_url
         s.add(Study(name="new", spec={}, driver_host="h", driver_pid=7, heartbeat_at=now, planned_trials=4))
         s.get(Trial, 1).points = [{"point": {"lr": math.inf}, "optuna_trial_number": None, "config_index": 0}]
         s.get(Member, 2).stop_step = 40
+        s.get(Member, 3).explode_onset, s.get(Member, 3).final_step = 0, 59
     with db.session() as s:
         s.delete(s.get(Predictor, 1))
     with db.read_session() as s:
@@ -281,6 +302,7 @@ def test_upgrade_from_revisions_1_and_2_keeps_rows_and_matches_the_models(db_url
         assert s.get(Study, 2).heartbeat_at == now
         assert s.get(Trial, 1).points[0]["point"]["lr"] == math.inf
         assert s.get(EarlyWarning, 2).predictor_id is None  # ON DELETE SET NULL
+        assert (s.get(Member, 3).explode_onset, s.get(Member, 3).final_step) == (0, 59)
     with db.session() as s:
         s.delete(s.get(Study, 1))
     with db.read_session() as s:  # ON DELETE CASCADE

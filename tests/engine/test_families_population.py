@@ -23,7 +23,7 @@ from sweeper.config import ConfigError, TrainConfig
 from sweeper.engine.families.config import FamilyRun, FastWeightsHyper, FastWeightsModel, FWPHyper, FWPModel
 from sweeper.engine.families.metrics import FAMILY_METRIC_NAMES
 from sweeper.engine.families.population import FamilyPopulation, FamilyStepMetrics
-from sweeper.engine.families.reference import make_reference
+from sweeper.engine.families.reference import explosion, make_reference
 from sweeper.outcomes import Outcome
 from sweeper.tasks import make_task
 
@@ -301,6 +301,14 @@ def test_explosion_is_flagged_and_the_member_dropped(family):
     s = pop.summaries()
     assert [x.outcome for x in s] == ["stable", "exploded"] and s[1].explode_step == pop.explode_step[1]
     assert s[1].steps_done == pop.steps_done[1] and set(s[0].final) == set(FAMILY_METRIC_NAMES)
+    # onset and detection follow the rule of docs/engine.md (the reference's reading of the same losses);
+    # an exploded member's final metrics are its explosion batch's, a stable one's the last batch's
+    rows = [m.for_member(1) for m in history if 1 in m.member]
+    assert (s[1].explode_step, s[1].explode_onset) == explosion([r["loss"] for r in rows],
+                                                                [r["max_logit"] for r in rows], run.train)
+    assert s[1].explode_onset <= s[1].explode_step and s[0].explode_onset is None
+    assert (s[0].final_step, s[1].final_step) == (29, s[1].explode_step)
+    assert s[1].final["loss"] == rows[-1]["loss"] or math.isnan(rows[-1]["loss"])
 
 
 @pytest.mark.parametrize("family", ["fastweights", "fwp"])

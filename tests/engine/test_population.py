@@ -11,7 +11,7 @@ import torch
 from sweeper.config import ConfigError, Hyper, ModelConfig, RunConfig, TrainConfig
 from sweeper.engine import ell
 from sweeper.engine.population import Population
-from sweeper.engine.reference import Reference
+from sweeper.engine.reference import Reference, explosion
 from sweeper.outcomes import Outcome
 from sweeper.tasks import make_task
 
@@ -125,13 +125,18 @@ def test_exploding_member_matches_reference_at_first():
     """An exploding configuration amplifies rounding, so only its first steps are compared."""
     run = make_run("ephemeral", "backprop", False, batches=30, explode_grace=5)
     pop, ref = Population(run, [EXPLODING]), Reference(run, EXPLODING)
+    rows = []
     for step in range(2):
         got, expected = pop.step().for_member(0), ref.train_batch()
+        rows.append(got)
         for name in COMPARED:
             assert_close(got[name], expected[name], f"batch {step} {name}")
-    for _ in pop.run():
-        pass
+    rows += [m.for_member(0) for m in pop.run()]
     assert pop.explode_step[0] is not None, "this configuration should blow up"
+    # detection and onset: the rule of docs/engine.md, as the reference reads the member's losses
+    assert (pop.explode_step[0], pop.explode_onset[0]) == explosion([r["loss"] for r in rows],
+                                                                    [r["max_logit"] for r in rows], run.train)
+    assert pop.summaries()[0].final_step == pop.explode_step[0]
 
 
 def test_dropping_members_leaves_the_others_unchanged():
@@ -174,6 +179,7 @@ def test_explosion_is_flagged_and_the_member_dropped():
     assert pop.outcome[1] == Outcome.EXPLODED and pop.explode_step[1] is not None
     assert pop.outcome[0] == Outcome.STABLE and pop.explode_step[0] is None
     assert pop.steps_done[1] == pop.explode_step[1] + 1 < 60
+    assert 0 <= pop.explode_onset[1] <= pop.explode_step[1] and pop.explode_onset[0] is None
 
 
 def test_state_holds_only_masked_entries():

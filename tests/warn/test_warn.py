@@ -45,6 +45,8 @@ class Synth:
     plasticity: float = 1e3
     noise: float = 0.0
     seed: int = 0
+    onset: int | None = None
+    """Stored as explode_onset; from here on the loss is 5 (above the threshold). None: not stored."""
 
     def rows(self) -> list[tuple[int, dict]]:
         rng = np.random.default_rng(self.seed)
@@ -53,6 +55,8 @@ class Synth:
             ratio = 0.2 * (10.0 if self.jump is not None and step >= self.jump else 1.0) * 10 ** (self.noise * rng.normal())
             after = self.explode_step is not None and step > self.explode_step
             loss = math.nan if after else 2.4 - 0.005 * step + 0.02 * rng.normal()
+            if self.onset is not None and not after and step >= self.onset:
+                loss = 5.0
             out.append((step, {"loss": loss, "acc": 0.3, "mem_acc": 0.3, "grad_eph": ratio * 3.0, "grad_slow": 3.0,
                                "grad_ratio": ratio, "grad_rms_ratio": 3 * ratio, "w_eph": 0.1, "w_slow": 5.0,
                                "max_logit": 3.0 * (1 + (ratio > 1)) + 0.1 * rng.normal()}))
@@ -61,7 +65,8 @@ class Synth:
         return sorted(out, key=lambda r: r[0])
 
 
-EXPLODING = [Synth("exploded", 60, jump=30), Synth("exploded", 72, jump=30), Synth("exploded", 80, jump=30)]
+EXPLODING = [Synth("exploded", 60, jump=30, onset=40), Synth("exploded", 72, jump=30, onset=72),
+             Synth("exploded", 80, jump=30, onset=20)]
 STABLE = [Synth("stable") for _ in range(4)] + [Synth("stable", jump=50)]
 
 
@@ -80,7 +85,7 @@ def insert_study(db, name: str, members: list[Synth], *, min_step: int = MIN_STE
         for i, m in enumerate(members):
             row = Member(trial_id=trial.id, study_id=study.id, pack_index=i, lr=m.lr, plasticity=m.plasticity,
                          ratio=0.1, gamma=0.7, clip=math.inf, seed=m.seed, config={}, outcome=Outcome(m.outcome),
-                         explode_step=m.explode_step, steps_done=BUDGET)
+                         explode_step=m.explode_step, explode_onset=m.onset, steps_done=BUDGET)
             s.add(row)
             s.flush()
             s.add_all(MemberMetric.from_metrics(row.id, step, values) for step, values in m.rows())
@@ -210,26 +215,62 @@ def test_eval_figures_follow_the_definitions(db):
     insert_study(db, "synth", EXPLODING + STABLE)
     r = evaluate(db, "synth", RatioRule())
     assert r["members"] == {"evaluated": 8, "exploded": 3, "stable": 5, "exploded_after_grace": 3,
-                            "exploded_before_min_step": 0, "excluded_trained_on": 0}
+                            "exploded_before_min_step": 0, "onset_at_batch_0": 0, "onset_before_min_step": 0,
+                            "late_explosions": 0, "onset_estimated": 0, "excluded_trained_on": 0}
     p = r["results"]["predictor"]
     alarm = 35  # the rows at 25, 30, 35: the median of the last three is one decade up at 35
     false_alarm = 55
     explode = [m.explode_step for m in EXPLODING]
-    assert (p["true_alarms"], p["false_alarms"]) == (3, 1)
+    onset = [m.onset for m in EXPLODING]  # 40, 72, 20: the last one's alarm comes after its onset
+    assert (p["true_alarms"], p["false_alarms"], p["late_alarms"]) == (3, 1, 1)
     assert p["precision"] == pytest.approx(3 / 4) and p["recall"] == 1.0
+    assert p["recall_by_onset"] == pytest.approx(2 / 3)
     assert p["false_stop_rate"] == pytest.approx(1 / 5)
-    assert p["median_lead_time"] == float(np.median([e - alarm for e in explode]))
-    assert p["compute_saved"] == pytest.approx(3 * (BUDGET - alarm - 1) / (3 * BUDGET))
+    assert p["median_lead_time"] == float(np.median([o - alarm for o in onset])) == 5.0
+    assert p["median_lead_to_detection"] == float(np.median([e - alarm for e in explode]))
+    # Of the batches wasted after each onset (budget - onset), a stop after batch 35 saves budget - max(onset, 36).
+    assert p["compute_saved"] == pytest.approx(sum(BUDGET - max(o, alarm + 1) for o in onset)
+                                               / sum(BUDGET - o for o in onset))
+    assert p["compute_saved_of_budget"] == pytest.approx(3 * (BUDGET - alarm - 1) / (3 * BUDGET))
     assert p["compute_saved_beyond_explosion_stop"] == pytest.approx(sum(e - alarm for e in explode)
                                                                      / sum(e + 1 for e in explode))
     assert p["stable_compute_lost"] == pytest.approx((BUDGET - false_alarm - 1) / (5 * BUDGET))
     assert p["auroc"] == pytest.approx((3 * 4 + 3 * 0.5) / 15)  # one stable member ties the exploded ones
     b = r["results"]["baselines"]["explosion_criterion"]
-    assert (b["recall"], b["false_stop_rate"], b["median_lead_time"]) == (1.0, 0.0, 0.0)
-    assert b["compute_saved"] == pytest.approx(sum(BUDGET - e - 1 for e in explode) / (3 * BUDGET))
+    assert (b["recall"], b["false_stop_rate"], b["median_lead_to_detection"]) == (1.0, 0.0, 0.0)
+    # Stopping at the detection is late by detection - onset: 20, 0 and 60 batches.
+    assert b["median_lead_time"] == -20.0 and b["late_alarms"] == 2 and b["recall_by_onset"] == pytest.approx(1 / 3)
+    assert b["compute_saved"] == pytest.approx(sum(BUDGET - e - 1 for e in explode) / sum(BUDGET - o for o in onset))
+    assert b["compute_saved_of_budget"] == pytest.approx(sum(BUDGET - e - 1 for e in explode) / (3 * BUDGET))
     assert p["beats"]["explosion_criterion"]["compute_saved"] is True
     assert set(r["results"]["baselines"]) == {"explosion_criterion", "loss_zscore", "median_rule"}
+    assert r["late_onset"] == 100 and r["late_explosions"]["results"] is None  # no onset >= 100
     json.loads(strict(r))
+
+    late = evaluate(db, "synth", RatioRule(), late_onset=50)["late_explosions"]
+    assert (late["late_onset"], late["exploded"], late["stable"]) == (50, 1, 5)  # the onset-72 member
+    lp = late["results"]["predictor"]
+    assert (lp["recall"], lp["median_lead_time"], lp["late_alarms"]) == (1.0, 72.0 - alarm, 0)
+    assert lp["compute_saved"] == 1.0 and lp["false_stop_rate"] == pytest.approx(1 / 5)
+    assert late["results"]["baselines"]["explosion_criterion"]["median_lead_time"] == 0.0
+
+
+def test_eval_estimates_missing_onsets_from_the_stored_rows(db):
+    """Rows written before the onset was stored: it is estimated by the same rule on the stored rows."""
+    from sweeper.warn.traces import onset_from_rows
+
+    steps = np.array([0, 10, 20, 30, 35])
+    assert onset_from_rows(steps, [1.0, 3.0, 1.0, 3.0, 4.0], [1.0] * 5, 35, 2.0) == 30
+    assert onset_from_rows(steps, [3.0, 3.0, 3.0, 3.0, 4.0], [1.0] * 5, 35, 2.0) == 0  # above from the start
+    assert onset_from_rows(steps, [1.0, 1.0, 1.0, 1.0, math.nan], [1.0] * 5, 35, 2.0) == 35  # non-finite at once
+    assert onset_from_rows(steps, [1.0, 3.0, 3.0, 1.0, 1.0], [1.0] * 5, 35, 2.0) == 10  # the latest run above
+    assert onset_from_rows(steps, [1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, math.inf, 1.0], 35, 2.0) == 30
+    old = [Synth("exploded", 60, jump=30, onset=None), *EXPLODING[1:], *STABLE]
+    insert_study(db, "old", old)
+    traces = load_traces(db, "old")
+    assert [(t.explode_onset, t.onset_estimated) for t in traces if t.exploded] == [(0, True), (72, False),
+                                                                                    (20, False)]
+    assert evaluate(db, "old", RatioRule())["members"]["onset_estimated"] == 1
 
 
 def test_eval_refuses_studies_it_cannot_judge(db):
@@ -279,6 +320,12 @@ def test_fit_store_load_and_eval_held_out(db, db_url, capsys):
     code, out, err = sweeper("warn", "eval", "test", "--predictor", "lr1", "--json", "--storage", db_url, capsys=capsys)
     assert code == 0, err
     assert json.loads(out)["results"]["predictor"] == r["results"]["predictor"]
+    assert json.loads(out)["late_explosions"]["late_onset"] == 100
+    code, out, err = sweeper("warn", "eval", "test", "--predictor", "lr1", "--late-onset", "50", "--storage", db_url,
+                             capsys=capsys)
+    assert code == 0, err
+    assert "lead time = onset - alarm batch" in out and "recall_by_onset" in out
+    assert "late explosions (onset >= 50)" in out
     code, out, err = sweeper("warn", "eval", "test", "--predictor", "nope", "--storage", db_url, capsys=capsys)
     assert code == 2 and "--predictor: no predictor 'nope'" in err
 

@@ -174,7 +174,7 @@ class FamilyPopulation(MemberBook):
 
     # ------------------------------------------------------------------ state handling
 
-    _PER_MEMBER = ("member_ids", "lr", "clip", "lam", "rate", "loss_hist", "best_window")
+    _PER_MEMBER = ("member_ids", "lr", "clip", "lam", "rate", "loss_hist", "best_window", "above_since", "above_last")
     _PER_MEMBER_DICTS = ("params", "adam_m", "adam_v")
 
     def drop(self, members: Iterable[int], outcome: Outcome = Outcome.STOPPED_EARLY) -> None:
@@ -302,9 +302,9 @@ class FamilyPopulation(MemberBook):
             full=i % cfg.metrics_every == 0 or i == cfg.batches - 1,
             **{name: host[j] for j, name in enumerate(FAMILY_METRIC_NAMES)},
         )
-        for row, m in enumerate(metrics.member):
-            self.steps_done[m] = i + 1
-            self.final[m] = {name: float(host[j, row]) for j, name in enumerate(FAMILY_METRIC_NAMES)}
+        # Every metric is computed on every batch: `final` follows each batch (up to an explosion).
+        self._record_final(i, metrics.member, exploded, True,
+                           {name: host[j] for j, name in enumerate(FAMILY_METRIC_NAMES)})
         self._end_batch(metrics.member[exploded].tolist())
         return metrics
 

@@ -32,6 +32,7 @@ import torch
 
 from ...config import ConfigError
 from ...tasks.base import EVAL_STREAM, TRAIN_STREAM
+from ..reference import explosion  # the explosion rule (docs/engine.md) is the same for every family
 from .config import FamilyRun
 from .init import fastweights_fast_names, fwp_fast_names, init_fastweights, init_fwp
 from .metrics import FAMILY_METRIC_NAMES
@@ -363,4 +364,4 @@ def make_reference(run: FamilyRun, hyper) -> _Reference:
     return REFERENCES[run.family](run, hyper)
 
 
-__all__ = ["FastWeightsReference", "FWPReference", "REFERENCES", "SequenceOut", "make_reference", "LN_EPS", "L2_EPS"]
+__all__ = ["explosion", "FastWeightsReference", "FWPReference", "REFERENCES", "SequenceOut", "make_reference", "LN_EPS", "L2_EPS"]
