@@ -81,9 +81,15 @@ def cmd_dashboard(args) -> int:
     from sweeper.dashboard.views import warm_up
 
     warm_up()
-    shown = "localhost" if security.is_loopback(args.host) else args.host
+    shown = f"[{args.host}]" if ":" in args.host else args.host
     suffix = "/?token=<your token>" if args.token else "/"
     print(f"sweeper dashboard (read-only) on http://{shown}:{args.port}{suffix}  (Ctrl-C to stop)", flush=True)
+    if security.is_loopback(args.host):
+        # Flask's "development server" warning and per-request lines are noise for a private, read-only
+        # page on this machine; on another address they stay, since that is a deployment decision.
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app.run(host=args.host, port=args.port, debug=False)
     return 0
 

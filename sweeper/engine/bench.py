@@ -222,7 +222,7 @@ def _format_family_bench(report: dict) -> str:
     lines = [
         f"{described}; {c['task']}, P={c['members']} x B={c['batch_size']} = {c['member_sequences']} "
         f"member-sequences, T={c['seq_len']}, {c['optimizer']} {c['dtype']}, device {c['device']}, "
-        f"torch {c['torch']} ({c['threads']} threads)",
+        f"torch {c['torch']} ({c['threads']} thread{'' if c['threads'] == 1 else 's'})",
         f"{c['rounds']} alternating rounds of {c['engine_batches_per_round']} engine batches and "
         f"{c['reference_batches_per_round']} reference batch(es) of the first member (every metric every batch on "
         "both sides); ratio: median of the rounds",
@@ -251,7 +251,7 @@ def format_bench(report: dict) -> str:
     lines = [
         f"{c['depth']}x{c['width']} {c['task']}, P={c['members']} x B={c['batch_size']} = {c['member_sequences']} "
         f"member-sequences, T={c['seq_len']}, reset every {c['reset_every']} sequence(s), device {c['device']}, "
-        f"torch {c['torch']} ({c['threads']} threads)",
+        f"torch {c['torch']} ({c['threads']} thread{'' if c['threads'] == 1 else 's'})",
         f"{c['rounds']} alternating rounds of {c['engine_batches_per_round']} engine batches (full metrics every "
         f"{c['metrics_every']}) and {c['reference_batches_per_round']} reference batch(es); ratio: median of the rounds",
         f"{'updater':<9} {'engine steps/s':>15} {'reference steps/s':>18} {'ratio':>7} {'rounds':>17} "

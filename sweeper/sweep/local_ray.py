@@ -110,7 +110,7 @@ def _auto_endpoint() -> tuple[str, str]:
         text = ""
     if not text:
         raise FlagError("--address", f"auto: no running Ray cluster found ($RAY_ADDRESS is not set and {path} "
-                                     f"does not exist); start one with `ray start --head`, or give {ADDRESS_FORMS}")
+                                     "does not exist); start one with `ray start --head`, or give the cluster's HOST:PORT")
     return text, path
 
 
