@@ -110,6 +110,12 @@ def _members(s, study: str, study_id: int, finished_trials_only: bool) -> Member
 
     from sweeper.db import Member, Outcome, Trial, TrialStatus
 
+    family = s.scalar(sa.select(Member.model_kind).where(Member.study_id == study_id,
+                                                         Member.model_kind.in_(("fastweights", "fwp"))).limit(1))
+    if family is not None:
+        raise BoundaryError(f"study {study!r} is a {family} study: the stability boundary (and the figures and "
+                            "report built on it) is of the ephemeral model's (lr, plasticity) plane; a fast-weight "
+                            "family's members are listed by `sweeper trials` and `sweeper export`")
     q = (sa.select(Member.lr, Member.plasticity, Member.ratio, Member.gamma, Member.clip, Member.outcome,
                    Member.config_index)
          .where(Member.study_id == study_id).order_by(Member.config_index, Member.id))

@@ -26,11 +26,15 @@ from sweeper.errors import SweeperError
 
 FORMATS = ("table", "csv", "json")
 TRIAL_TABLE_COLUMNS = (
-    "trial", "pack_index", "config_index", "lr", "plasticity", "ratio", "gamma", "clip", "seed", "outcome",
+    "trial", "pack_index", "config_index", "model_kind", "lr", "plasticity", "ratio", "gamma", "eta", "beta_scale", "lam",
+    "clip", "seed", "outcome",
     "explode_onset", "explode_step", "stop_step", "steps_done", "final_step", "final_loss", "eval_mem_acc",
     "wall_time_s", "device",
 )  # fmt: skip
 """The columns `sweeper trials` shows as a table (csv and json have every column)."""
+MODEL_AXIS_COLUMNS = ("plasticity", "ratio", "gamma", "eta", "beta_scale", "lam")
+"""Hyperparameters of one model kind only (NULL for the others): the table leaves out those NULL in every row
+shown, so an ephemeral study shows plasticity, ratio, gamma and a family study its own axes."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -150,7 +154,9 @@ def cmd_trials(args: argparse.Namespace) -> int:
         columns = list(MEMBER_COLUMNS)
         write_csv(columns, [[row[c] for c in columns] for row in rows])
         return 0
-    print(format_table(TRIAL_TABLE_COLUMNS, [[row[c] for c in TRIAL_TABLE_COLUMNS] for row in rows]))
+    columns = [c for c in TRIAL_TABLE_COLUMNS
+               if c not in MODEL_AXIS_COLUMNS or not rows or any(row[c] is not None for row in rows)]
+    print(format_table(columns, [[row[c] for c in columns] for row in rows]))
     print(f"{len(rows)} member{'s' * (len(rows) != 1)}")
     return 0
 

@@ -30,7 +30,7 @@ from sweeper.db.types import Float64, StrictJSON, UTCDateTime, utcnow
 from sweeper.engine.metrics import METRIC_NAMES as ENGINE_METRIC_NAMES
 from sweeper.outcomes import Outcome  # shared with the engine, the classifier and the plots
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The Alembic revision these classes describe (the head of sweeper/db/migrations/versions)."""
 VERSION_TABLE = "sweeper_alembic_version"
 """Alembic's bookkeeping table; not `alembic_version`, which Optuna's storage uses."""
@@ -182,13 +182,15 @@ class Member(Base):
     pack_index: Mapped[int]
     """Position of the member in its pack (the P axis of the engine's tensors)."""
 
-    # Hyperparameters (sweeper.config.Hyper), one column each so SQL can filter and group by them.
+    # Hyperparameters (sweeper.config.Hyper, or a fast-weight family's), one column each so SQL can
+    # filter and group by them. plasticity, ratio and gamma are the ephemeral model's (and the RNN's):
+    # NULL for a fast-weight family's member (revision 0005); lr and clip are every model's.
     lr: Mapped[float]
-    plasticity: Mapped[float]
-    ratio: Mapped[float]
-    gamma: Mapped[float]
+    plasticity: Mapped[float | None]
+    ratio: Mapped[float | None]
+    gamma: Mapped[float | None]
     clip: Mapped[float]
-    """inf for no clipping."""
+    """inf for no clipping (a weight clamp for the ephemeral model, a gradient-norm clip for the families)."""
     seed: Mapped[int] = mapped_column(sa.BigInteger)
     config: Mapped[dict[str, Any]]
     """The member's whole run configuration (task, model, train, hyperparameters), as JSON."""
@@ -233,6 +235,17 @@ class Member(Base):
     """The batch final_loss, final_acc and mem_acc are from: an exploded member's explosion batch, else
     its last full-metrics batch; NULL for rows written before revision 0004."""
 
+    # Revision 0005: the model family (docs/families.md) and the families' own axes
+    model_kind: Mapped[str] = mapped_column(sa.String(16), server_default="ephemeral")
+    """The study's `[model] kind`: 'ephemeral', 'rnn', 'fastweights' or 'fwp'."""
+    eta: Mapped[float | None]
+    """fastweights: the fast learning rate eta; NULL for other models."""
+    beta_scale: Mapped[float | None]
+    """fwp: the scale of eta_t = beta_scale * psi(beta_t); NULL for other models."""
+    lam: Mapped[float | None]
+    """The families' study axis `lambda` (decay of the fast state); NULL for other models. Named `lam`
+    as in FastWeightsHyper and FWPHyper (`lambda` is a Python keyword)."""
+
     trial: Mapped[Trial] = relationship(back_populates="members")
     metrics: Mapped[list[MemberMetric]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="MemberMetric.step"
@@ -246,6 +259,9 @@ _AFTER_MEM_ACC = ENGINE_METRIC_NAMES.index("mem_acc") + 1
 METRIC_NAMES = (*ENGINE_METRIC_NAMES[:_AFTER_MEM_ACC], "baseline", *ENGINE_METRIC_NAMES[_AFTER_MEM_ACC:])
 """The per-batch metrics of docs/engine.md (the engine's, plus the no-memory baseline beside mem_acc),
 one column each in `member_metrics`."""
+FAMILY_ONLY_METRIC_NAMES = ("fast_norm", "grad_fast", "grad_rest", "grad_fast_ratio", "grad_fast_rms_ratio",
+                            "transition_max")
+"""The fast-weight families' metrics that the ephemeral engine has not (revision 0005)."""
 
 
 class MemberMetric(Base):
@@ -266,13 +282,22 @@ class MemberMetric(Base):
     w_eph: Mapped[float | None]
     w_slow: Mapped[float | None]
     max_logit: Mapped[float | None]
+    # Revision 0005: the fast-weight families' metrics (sweeper.engine.families.metrics); NULL for
+    # ephemeral and RNN members, as grad_eph ... w_eph are NULL for family members.
+    fast_norm: Mapped[float | None]
+    grad_fast: Mapped[float | None]
+    grad_rest: Mapped[float | None]
+    grad_fast_ratio: Mapped[float | None]
+    grad_fast_rms_ratio: Mapped[float | None]
+    transition_max: Mapped[float | None]
 
     @classmethod
     def from_metrics(cls, member_id: int, step: int, metrics: Mapping[str, float]) -> MemberMetric:
         """A row from a metrics mapping; a name that is not a column raises (nothing is dropped)."""
-        unknown = set(metrics) - set(METRIC_NAMES)
+        known = (*METRIC_NAMES, *FAMILY_ONLY_METRIC_NAMES)
+        unknown = set(metrics) - set(known)
         if unknown:
-            raise ValueError(f"unknown metric(s) {', '.join(sorted(unknown))}; known: {', '.join(METRIC_NAMES)}")
+            raise ValueError(f"unknown metric(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
         return cls(member_id=member_id, step=step, **metrics)
 
 

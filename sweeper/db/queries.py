@@ -26,7 +26,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from sweeper.db.engine import Database, safe_url
-from sweeper.db.models import METRIC_NAMES, Member, MemberMetric, Outcome, Study, Trial, TrialStatus
+from sweeper.db.models import FAMILY_ONLY_METRIC_NAMES, METRIC_NAMES, Member, MemberMetric, Outcome, Study, Trial, TrialStatus
 from sweeper.errors import SweeperError
 
 OPS = ("=", "!=", "<", "<=", ">", ">=")
@@ -124,11 +124,15 @@ MEMBER_COLUMNS: dict[str, sa.ColumnElement] = {
     "trial": Trial.number,
     "pack_index": Member.pack_index,
     "config_index": Member.config_index,
+    "model_kind": Member.model_kind,
     "lr": Member.lr,
     "plasticity": Member.plasticity,
     "ratio": Member.ratio,
     "gamma": Member.gamma,
     "clip": Member.clip,
+    "eta": Member.eta,
+    "beta_scale": Member.beta_scale,
+    "lam": Member.lam,
     "seed": Member.seed,
     "outcome": Member.outcome,
     "explode_onset": Member.explode_onset,
@@ -151,10 +155,10 @@ MEMBER_COLUMNS: dict[str, sa.ColumnElement] = {
 """The columns of `member_rows`, in order; also the columns a filter or a sort may name."""
 
 _FLOAT_COLUMNS = {
-    "lr", "plasticity", "ratio", "gamma", "clip", "final_loss", "final_acc", "mem_acc", "baseline", "eval_loss",
-    "eval_acc", "eval_mem_acc", "eval_mem_acc_frozen", "wall_time_s",
+    "lr", "plasticity", "ratio", "gamma", "clip", "eta", "beta_scale", "lam", "final_loss", "final_acc", "mem_acc",
+    "baseline", "eval_loss", "eval_acc", "eval_mem_acc", "eval_mem_acc_frozen", "wall_time_s",
 }  # fmt: skip
-_TEXT_COLUMNS = {"outcome", "device"}
+_TEXT_COLUMNS = {"outcome", "device", "model_kind"}
 _FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>)\s*(.*?)\s*$", re.DOTALL)
 _NULL = {"null", "none"}
 
@@ -277,7 +281,8 @@ def member_rows(
 # Export
 
 
-METRIC_COLUMNS = ("member_id", "trial", "pack_index", "step", *METRIC_NAMES)
+_ALL_METRICS = (*METRIC_NAMES, *FAMILY_ONLY_METRIC_NAMES)
+METRIC_COLUMNS = ("member_id", "trial", "pack_index", "step", *_ALL_METRICS)
 """The columns of the per-step metrics file: one row per (member, step), one column per metric."""
 _EXTENSIONS = {"csv": "csv", "parquet": "parquet"}
 _BATCH = 10_000
@@ -287,7 +292,7 @@ def _metric_batches(db: Database, study_id: int) -> Iterator[list[tuple]]:
     query = (
         sa.select(
             MemberMetric.member_id, Trial.number, Member.pack_index, MemberMetric.step,
-            *(getattr(MemberMetric, name) for name in METRIC_NAMES),
+            *(getattr(MemberMetric, name) for name in _ALL_METRICS),
         )
         .join(Member, MemberMetric.member_id == Member.id)
         .join(Trial, Member.trial_id == Trial.id)
@@ -303,7 +308,7 @@ def _metric_batches(db: Database, study_id: int) -> Iterator[list[tuple]]:
 def _arrow_type(name: str):
     import pyarrow as pa
 
-    if name in _FLOAT_COLUMNS or name in METRIC_NAMES:
+    if name in _FLOAT_COLUMNS or name in _ALL_METRICS:
         return pa.float64()
     if name in _TEXT_COLUMNS:
         return pa.string()

@@ -5,6 +5,7 @@ shares with `sweeper train` (`[task]`, `[model]`, `[train]`).
 """
 
 from sweeper.study.spec import (
+    FAMILY_AXES,
     HYPER_AXES,
     OBJECTIVE_METRICS,
     Axis,
@@ -14,12 +15,13 @@ from sweeper.study.spec import (
     Search,
     StudyError,
     StudySpec,
+    axes_of,
     load_study,
     parse_study,
     study_from_dict,
 )
 
 __all__ = [
-    "HYPER_AXES", "OBJECTIVE_METRICS", "Axis", "EarlyWarningSpec", "Execution", "Objective", "Search",
-    "StudyError", "StudySpec", "load_study", "parse_study", "study_from_dict",
+    "FAMILY_AXES", "HYPER_AXES", "OBJECTIVE_METRICS", "Axis", "EarlyWarningSpec", "Execution", "Objective", "Search",
+    "StudyError", "StudySpec", "axes_of", "load_study", "parse_study", "study_from_dict",
 ]

@@ -89,7 +89,8 @@ def model_kind(model: Mapping[str, Any] | None) -> str:
 def build_run(task: Mapping[str, Any], model: Mapping[str, Any] | None = None,
               train: Mapping[str, Any] | None = None, *, families: bool = False) -> RunConfig | FamilyRun:
     """The run of these sections. `families`: also accept `kind = "fastweights"` or `"fwp"` (a
-    `FamilyRun`); studies do not run the families, so by default they are refused naming `model.kind`."""
+    `FamilyRun`); without it they are refused naming `model.kind` (callers that take a family say so:
+    run files, and study files whose `[model] kind` names one)."""
     from sweeper.tasks import make_task
 
     if not isinstance(task, Mapping) or "name" not in task:

@@ -54,6 +54,27 @@ Two searches use a fitted stability boundary (`sweeper.analysis`):
                                 # max_skips in a row, the most stable proposal seen is moved onto
                                 # the predicted-stable side (within bounds) and trained
 
+A study of a fast-weight family (docs/families.md) names it in `[model] kind` ("fastweights" or
+"fwp", with that model's options as in run files) and searches the family's own axes
+(`FAMILY_AXES`): fastweights lr, eta, lambda, clip; fwp lr, beta_scale, lambda, clip. The
+family's categorical options (phi, rule, decay, ...) stay in [model]; `[train]` takes the families'
+settings (updater bptt, optimizer sgd or adam). Such a study has no frontier search, no
+boundary_fit filter and no early warning (each refused by name):
+
+    [model]
+    kind = "fwp"
+    rule = "delta"
+    phi = "silu_l2"
+    [train]
+    optimizer = "adam"
+    batches = 300
+    [space.lr]
+    low = 1e-3
+    high = 3e-2
+    log = true
+    [space.beta_scale]
+    values = [0.5, 1.0, 2.0]
+
 A configuration is one point of the space; it is trained once per seed, and a configuration's seeds
 always stay in the same trial, so `members_per_trial` is a multiple of the number of seeds.
 
@@ -79,9 +100,19 @@ from typing import Any
 import numpy as np
 
 from sweeper.config import ConfigError, Hyper, RunConfig, check_bool, check_choice, check_int, check_real
-from sweeper.study.runfile import build_run
+from sweeper.engine.families.config import FAMILIES, FamilyRun
+from sweeper.study.runfile import FAMILY_HYPERS, FAMILY_MODELS, build_run, family_axes, model_kind
 
 HYPER_AXES = ("lr", "plasticity", "ratio", "gamma", "clip")
+"""The axes of the ephemeral model and of the RNN baseline (sweeper.config.Hyper)."""
+FAMILY_AXES = {kind: tuple(a for a in family_axes(kind) if a != "seed") for kind in FAMILIES}
+"""The axes of each fast-weight family: {"fastweights": (lr, eta, lambda, clip), "fwp": (lr, beta_scale,
+lambda, clip)} (FastWeightsHyper, FWPHyper by study-axis name)."""
+
+
+def axes_of(kind: str) -> tuple[str, ...]:
+    """The axes a study of model `kind` may search or fix, in canonical order."""
+    return FAMILY_AXES.get(kind, HYPER_AXES)
 OBJECTIVE_METRICS = {
     "eval_mem_acc": "maximize",
     "mem_acc": "maximize",
@@ -231,16 +262,27 @@ class StudySpec:
     model: dict
     train: dict
     """The raw [task], [model] and [train] sections, as given."""
-    run: RunConfig
-    """Built from the three sections with `runfile.build_run`."""
+    run: RunConfig | FamilyRun
+    """Built from the three sections with `runfile.build_run` (a FamilyRun for a fast-weight family)."""
     fixed: dict[str, float]
-    """Hyperparameters not searched, as given; the rest keep Hyper's defaults."""
+    """Hyperparameters not searched, as given; the rest keep the defaults of Hyper (or of the
+    family's FastWeightsHyper / FWPHyper)."""
     space: tuple[Axis, ...]
-    """Searched axes, in HYPER_AXES order."""
+    """Searched axes, in `axes_of(kind)` order."""
     search: Search
     objectives: tuple[Objective, ...]
     execution: Execution
     early_warning: EarlyWarningSpec
+
+    @property
+    def kind(self) -> str:
+        """The model kind: "ephemeral", "rnn", "fastweights" or "fwp"."""
+        return self.run.model.family if isinstance(self.run, FamilyRun) else self.run.model.kind
+
+    @property
+    def is_family(self) -> bool:
+        """A fast-weight family's study (members are FastWeightsHyper or FWPHyper)."""
+        return isinstance(self.run, FamilyRun)
 
     @property
     def configs_per_trial(self) -> int:
@@ -262,12 +304,17 @@ class StudySpec:
                          + ("the sampler proposes them" if self.search.kind == "optuna"
                             else "sweeper.sweep.frontier proposes them"), self.path or "<study>")
 
-    def hypers(self, point: Mapping[str, float]) -> list[Hyper]:
-        """One member per seed: the fixed values, then the point's, then the seed."""
+    def hypers(self, point: Mapping[str, float]) -> list:
+        """One member per seed: the fixed values, then the point's, then the seed. `Hyper`s, or for a
+        family its FastWeightsHyper / FWPHyper (built from axis names with `.from_axes`)."""
         names = {a.name for a in self.space}
         if set(point) != names:
             raise ConfigError("point", f"got axes {sorted(point)}; expected exactly {sorted(names)}")
-        members = [Hyper(**self.fixed, **point, seed=s) for s in self.execution.seeds]
+        if self.is_family:
+            cls = FAMILY_HYPERS[self.kind]
+            members = [cls.from_axes({**self.fixed, **point, "seed": s}) for s in self.execution.seeds]
+        else:
+            members = [Hyper(**self.fixed, **point, seed=s) for s in self.execution.seeds]
         for h in members:
             self.run.check_hyper(h)
         return members
@@ -473,7 +520,12 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
         raise ConfigError("description", "expected a string of at most 10000 characters")
 
     task, model, train = (_section(data.get(key, {}), key) for key in ("task", "model", "train"))
-    run = build_run(task, model, train)  # refuses unknown keys and bad values, naming them (task.gap_max)
+    mkind = model_kind(model)
+    family = mkind in FAMILIES
+    if family:
+        _check_family_options(mkind, model)
+    # refuses unknown keys and bad values, naming them (task.gap_max)
+    run = build_run(task, model, train, families=family)
 
     search_raw = _table(data["search"], "search", SEARCH_KEYS)
     if "kind" not in search_raw:
@@ -485,8 +537,10 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
     sampler = check_choice("search.sampler", search_raw.get("sampler", "tpe"), SAMPLERS) if kind == "optuna" else None
 
     objectives = _objectives(data["objectives"])
-    fixed = _fixed(data.get("fixed", {}))
-    space = _space(data["space"], kind, fixed)
+    fixed = _fixed(data.get("fixed", {}), mkind)
+    space = _space(data["space"], kind, fixed, mkind)
+    if family:
+        _check_family_search(mkind, kind, search_raw)
 
     if kind == "grid":
         configs = math.prod(len(a.values) for a in space)
@@ -514,6 +568,10 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
                 raise ConfigError("execution.eval_batches", f"0, but objective {o.metric} needs an evaluation; "
                                   "expected an integer in [1, 100000]")
     early = _early_warning(data.get("early_warning", {}), run)
+    if family and early.enabled:
+        raise ConfigError("early_warning.enabled", f"model {mkind}: the early-warning watcher is not available for "
+                          "the fast-weight families (its predictors read the ephemeral model's signals); set "
+                          "enabled = false")
 
     _check_model(run, fixed, space)
     if check_memory:
@@ -577,39 +635,89 @@ def _objectives(raw: Any) -> tuple[Objective, ...]:
     return tuple(objectives)
 
 
-def _hyper_value(axis: str, value: Any, name: str, *, finite: bool = False) -> float:
-    """`value` checked against Hyper's own range for `axis` (so the two never disagree)."""
+def _hyper_value(axis: str, value: Any, name: str, *, finite: bool = False, model: str = "ephemeral") -> float:
+    """`value` checked against the hyperparameter class's own range for `axis` (Hyper, or the family's
+    FastWeightsHyper / FWPHyper), so the two never disagree."""
     if finite and isinstance(value, float) and not math.isfinite(value):
         hint = " (no clipping: clip = inf in [fixed], or inf among values)" if axis == "clip" else ""
         raise ConfigError(name, f"got {value}; a range bound must be a finite number{hint}")
     with _renamed(name):
+        if model in FAMILIES:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(name, f"got {value!r}; expected a number")
+            h = FAMILY_HYPERS[model].from_axes({axis: value})
+            return float(getattr(h, "lam" if axis == "lambda" else axis))
         return float(getattr(Hyper(**{axis: value}), axis))
 
 
-def _fixed(raw: Any) -> dict[str, float]:
-    if isinstance(raw, Mapping) and "seed" in raw:
-        raise ConfigError("fixed.seed", "seeds are set by execution.seeds; allowed here: " + ", ".join(HYPER_AXES))
-    table = _table(raw, "fixed", HYPER_AXES)
-    return {k: _hyper_value(k, v, f"fixed.{k}") for k, v in table.items()}
+def _axes_table(raw: Any, where: str, model: str) -> dict:
+    """The [fixed] or [space] table, its keys checked against the model's axes."""
+    axes = axes_of(model)
+    if model not in FAMILIES or not isinstance(raw, Mapping):
+        return _table(raw, where, axes)
+    for key in raw:
+        if key not in axes:
+            others = [k for k in (*FAMILIES, "ephemeral") if k != model and key in axes_of(k)]
+            owner = f" (an axis of model {' and '.join(others)})" if others else ""
+            raise ConfigError(f"{where}.{key}", f"not an axis of model {model}{owner}; the axes of {model}: "
+                              f"{', '.join(axes)}")
+    return dict(raw)
 
 
-def _space(raw: Any, kind: str, fixed: Mapping[str, float]) -> tuple[Axis, ...]:
+def _fixed(raw: Any, model: str = "ephemeral") -> dict[str, float]:
+    axes = axes_of(model)
     if isinstance(raw, Mapping) and "seed" in raw:
-        raise ConfigError("space.seed", "seeds are set by execution.seeds; searchable: " + ", ".join(HYPER_AXES))
-    table = _table(raw, "space", HYPER_AXES)
+        raise ConfigError("fixed.seed", "seeds are set by execution.seeds; allowed here: " + ", ".join(axes))
+    table = _axes_table(raw, "fixed", model)
+    return {k: _hyper_value(k, v, f"fixed.{k}", model=model) for k, v in table.items()}
+
+
+def _space(raw: Any, kind: str, fixed: Mapping[str, float], model: str = "ephemeral") -> tuple[Axis, ...]:
+    axes_allowed = axes_of(model)
+    if isinstance(raw, Mapping) and "seed" in raw:
+        raise ConfigError("space.seed", "seeds are set by execution.seeds; searchable: " + ", ".join(axes_allowed))
+    table = _axes_table(raw, "space", model)
     if not table:
-        raise ConfigError("space", f"empty; search at least one of {', '.join(HYPER_AXES)} ([space.lr] ...)")
+        raise ConfigError("space", f"empty; search at least one of {', '.join(axes_allowed)} ([space.lr] ...)")
     axes = []
-    for name in HYPER_AXES:  # canonical order, whatever the file's order
+    for name in axes_allowed:  # canonical order, whatever the file's order
         if name not in table:
             continue
         if name in fixed:
             raise ConfigError(f"fixed.{name}", f"also searched in [space.{name}]; give it in one place")
-        axes.append(_axis(name, table[name], kind))
+        axes.append(_axis(name, table[name], kind, model))
     return tuple(axes)
 
 
-def _axis(name: str, raw: Any, kind: str) -> Axis:
+def _check_family_options(model: str, raw: Mapping[str, Any]) -> None:
+    """A [model] option of the other family (or of the ephemeral model) is refused naming both."""
+    from dataclasses import fields
+
+    from sweeper.config import ModelConfig
+
+    own = {f.name for f in fields(FAMILY_MODELS[model])} | {"kind"}
+    for key in raw:
+        if key in own:
+            continue
+        others = [k for k, cls in FAMILY_MODELS.items() if k != model and key in {f.name for f in fields(cls)}]
+        if not others and key in {f.name for f in fields(ModelConfig)}:
+            others = ["ephemeral"]
+        owner = f"an option of model {others[0]}, not of {model}" if others else f"unknown option of model {model}"
+        if key == "width":
+            owner += f" (the width of {model} is `{'hidden' if model == 'fastweights' else 'd_model'}`)"
+        raise ConfigError(f"model.{key}", f"{owner}; the options of {model}: {', '.join(sorted(own - {'kind'}))}")
+
+
+def _check_family_search(model: str, kind: str, raw: Mapping[str, Any]) -> None:
+    if kind == "frontier":
+        raise ConfigError("search.kind", f"model {model}: the frontier search maps the ephemeral model's (lr, "
+                          "plasticity) boundary; a family study takes grid, random or optuna")
+    if "boundary_fit" in raw:
+        raise ConfigError("search.boundary_fit", f"model {model}: boundary fits are of the ephemeral model's "
+                          "(lr, plasticity) plane; remove boundary_fit (and min_p_stable, max_skips)")
+
+
+def _axis(name: str, raw: Any, kind: str, model: str = "ephemeral") -> Axis:
     where = f"space.{name}"
     spec = _table(raw, where, AXIS_KEYS)
     if "values" in spec:
@@ -621,7 +729,7 @@ def _axis(name: str, raw: Any, kind: str) -> Axis:
             raise ConfigError(f"{where}.values", f"expected a non-empty list of numbers, got {values!r}")
         if len(values) > MAX_VALUES:
             raise ConfigError(f"{where}.values", f"{len(values)} values; at most {MAX_VALUES}")
-        checked = tuple(_hyper_value(name, v, f"{where}.values[{i}]") for i, v in enumerate(values))
+        checked = tuple(_hyper_value(name, v, f"{where}.values[{i}]", model=model) for i, v in enumerate(values))
         if len(set(checked)) != len(checked):
             dup = next(v for v in checked if checked.count(v) > 1)
             raise ConfigError(f"{where}.values", f"{dup:g} appears more than once; each value may appear once")
@@ -630,8 +738,8 @@ def _axis(name: str, raw: Any, kind: str) -> Axis:
     for key in ("low", "high"):
         if key not in spec:
             raise ConfigError(f"{where}.{key}", "missing; give low and high (and log), or values = [...]")
-    low = _hyper_value(name, spec["low"], f"{where}.low", finite=True)
-    high = _hyper_value(name, spec["high"], f"{where}.high", finite=True)
+    low = _hyper_value(name, spec["low"], f"{where}.low", finite=True, model=model)
+    high = _hyper_value(name, spec["high"], f"{where}.high", finite=True, model=model)
     if not low < high:
         raise ConfigError(f"{where}.high", f"got {high:g} <= low {low:g}; expected high > low "
                           "(a single value belongs in [fixed])")
@@ -746,8 +854,19 @@ def _extremes(axis: Axis) -> tuple[float, ...]:
     return axis.values if axis.values is not None else (axis.low, axis.high)
 
 
-def _check_model(run: RunConfig, fixed: Mapping[str, float], space: tuple[Axis, ...]) -> None:
+def _check_model(run: RunConfig | FamilyRun, fixed: Mapping[str, float], space: tuple[Axis, ...]) -> None:
     """Every member the study can produce must make sense for the model (RunConfig.check_hyper)."""
+    if isinstance(run, FamilyRun):
+        cls = FAMILY_HYPERS[run.family]
+        try:
+            run.check_hyper(cls.from_axes(fixed))
+        except ConfigError as exc:  # e.g. lambda left at fwp's default 1 under decay 'learned'
+            raise ConfigError(f"fixed.{exc.field}", _reason(exc)) from None
+        for a in space:
+            for v in _extremes(a):
+                with _renamed(f"space.{a.name}"):
+                    run.check_hyper(cls.from_axes({**fixed, a.name: v}))
+        return
     if run.model.kind == "rnn" and any(a.name == "ratio" for a in space):
         raise ConfigError("space.ratio", "the RNN baseline has no ephemeral entries; remove the axis and set "
                           "ratio = 0 in [fixed]")
@@ -773,8 +892,13 @@ def _check_memory(run: RunConfig, space: tuple[Axis, ...], fixed: Mapping[str, f
             if not torch.cuda.is_available():
                 return  # planned here, checked again by the engine where it runs
         budget_bytes = memory_budget(run.train.device)
-    ratio = max([fixed.get("ratio", Hyper.ratio)] + [max(_extremes(a)) for a in space if a.name == "ratio"])
-    need = estimate_bytes(run, [Hyper(ratio=ratio)] * execution.members_per_trial)
+    if isinstance(run, FamilyRun):
+        from sweeper.engine.families.population import estimate_bytes as family_bytes
+
+        need = family_bytes(run, execution.members_per_trial)
+    else:
+        ratio = max([fixed.get("ratio", Hyper.ratio)] + [max(_extremes(a)) for a in space if a.name == "ratio"])
+        need = estimate_bytes(run, [Hyper(ratio=ratio)] * execution.members_per_trial)
     if need > budget_bytes:
         raise ConfigError("execution.members_per_trial",
                           f"a trial of {execution.members_per_trial} members needs about {need / 2**30:.2f} GiB but "

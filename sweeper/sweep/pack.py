@@ -5,6 +5,11 @@ tensor program). It reads top to bottom as
 
     claim -> _train -> _evaluate -> _member_rows -> _pack_result -> store.finish_trial -> last report
 
+A study of a fast-weight family (docs/families.md) trains its pack as a `FamilyPopulation`, evaluates
+it with the fast state running and held at 0 (the `eval_mem_acc_frozen` column), and writes the
+families' per-batch metrics (fast_norm, grad_fast, ...); it has no early-warning watcher (the study
+file refuses one).
+
 It reports progress to Tune every `report_every` batches and writes everything it found (members,
 their sampled metrics, warning events, per-configuration verdicts) to the trial database in one
 transaction at its end. Tune carries progress and a done flag only: the database is the one record
@@ -20,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sweeper.engine.families.metrics import FAMILY_METRIC_NAMES
 from sweeper.engine.metrics import EVERY_STEP_NAMES, METRIC_NAMES
 from sweeper.outcomes import FINISHED, Outcome
 
@@ -147,14 +153,19 @@ def _device(device: str) -> str:
 def _train(spec, db, number: int, points: list[dict], pause: PausePoint | None,
            report: Callable[[dict], None]) -> Trained:
     """Train the pack's members as one population; report progress; stop members and packs that warn."""
-    from sweeper.engine.population import Population
-
     from .stopper import pack_stop_due
 
     started = time.time()
     owners = [p for p in points for _ in spec.hypers(p["point"])]
     hypers = [h for p in points for h in spec.hypers(p["point"])]
-    pop = Population(spec.run, hypers)
+    if spec.is_family:
+        from sweeper.engine.families.population import FamilyPopulation
+
+        pop = FamilyPopulation(spec.run, hypers)
+    else:
+        from sweeper.engine.population import Population
+
+        pop = Population(spec.run, hypers)
     history: list[list[dict[str, Any]]] = [[] for _ in hypers]
     warner, events, stop_step = _warner(spec, db, hypers), [], {}
     pack_stop = spec.early_warning.pack_stop if warner is not None else None
@@ -192,7 +203,10 @@ def _record(history: list[list[dict[str, Any]]], m) -> None:
     """Keep this batch's metrics: every member's on a full batch, an exploding member's always."""
     if not (m.full or m.exploded.any()):
         return
-    names = METRIC_NAMES if m.full else EVERY_STEP_NAMES
+    if hasattr(m, "fast_norm"):  # a fast-weight family's batch: every metric on every batch
+        names = FAMILY_METRIC_NAMES
+    else:
+        names = METRIC_NAMES if m.full else EVERY_STEP_NAMES
     for r, member in enumerate(m.member):
         if m.full or m.exploded[r]:
             history[int(member)].append({"step": m.step, **{k: float(getattr(m, k)[r]) for k in names}})
@@ -243,7 +257,8 @@ def _stop_pack(pop, step, progress, fraction, events, stop_step) -> None:
 
 def _progress(pop, m) -> dict[str, Any]:
     outcomes = list(pop.outcome)
-    ratio = [float(x) for x in m.grad_ratio if math.isfinite(float(x))] if m.full else []
+    grad_ratio = getattr(m, "grad_ratio", None)  # the ephemeral engine's; the families have grad_fast_ratio
+    ratio = [float(x) for x in grad_ratio if math.isfinite(float(x))] if m.full and grad_ratio is not None else []
     return {
         "batch": m.step + 1,
         "members": len(outcomes),
@@ -267,7 +282,10 @@ def _evaluate(spec, pop) -> tuple[dict[int, tuple[float, float, float, float]], 
     evaluated = {}
     if pop.size and spec.execution.eval_batches:
         on = pop.evaluate(spec.execution.eval_batches)
-        off = pop.evaluate(spec.execution.eval_batches, ephemeral=False)
+        if spec.is_family:  # the fast state held at 0: what the slow weights do alone
+            off = pop.evaluate(spec.execution.eval_batches, fast=False)
+        else:
+            off = pop.evaluate(spec.execution.eval_batches, ephemeral=False)
         for row, member in enumerate(on["member"]):
             evaluated[int(member)] = (float(on["loss"][row]), float(on["acc"][row]),
                                       float(on["mem_acc"][row]), float(off["mem_acc"][row]))
@@ -284,8 +302,7 @@ def _member_rows(spec, trained: Trained, evaluated, *, wall_time_s: float, devic
         owner = trained.owners[i]
         rows.append({
             "pack_index": i, "config_index": owner["config_index"], "optuna_trial_number": owner.get("optuna"),
-            "lr": h.lr, "plasticity": h.plasticity, "ratio": h.ratio, "gamma": h.gamma, "clip": h.clip,
-            "seed": h.seed, "config": member_config(spec, h),
+            **hyper_columns(spec, h), "config": member_config(spec, h),
             "outcome": s.outcome, "explode_step": s.explode_step, "explode_onset": s.explode_onset,
             "steps_done": s.steps_done, "stop_step": trained.stop_step.get(i), "final_step": s.final_step,
             "final_loss": s.final.get("loss"), "final_acc": s.final.get("acc"),
@@ -315,9 +332,25 @@ def _pack_result(spec, trained: Trained, members: list[dict[str, Any]], eval_s: 
     }
 
 
+HYPER_COLUMNS = ("model_kind", "lr", "plasticity", "ratio", "gamma", "clip", "eta", "beta_scale", "lam", "seed")
+"""The `sw_members` columns of a member's model and hyperparameters (NULL where its model has none)."""
+
+
+def hyper_columns(spec, h) -> dict[str, Any]:
+    """A member's model kind and hyperparameters as `sw_members` columns: a Hyper fills plasticity, ratio
+    and gamma; a FastWeightsHyper eta and lam; an FWPHyper beta_scale and lam."""
+    row = {name: getattr(h, name, None) for name in HYPER_COLUMNS if name != "model_kind"}
+    return {"model_kind": spec.kind, **row}
+
+
 def member_config(spec, h) -> dict[str, Any]:
-    """Everything needed to train this member again alone (`sweeper train` takes the same sections)."""
-    hyper = {k: getattr(h, k) for k in ("lr", "plasticity", "ratio", "gamma", "clip", "seed")}
+    """Everything needed to train this member again alone (`sweeper train` takes the same sections; a
+    family member's hyperparameters by axis name, as its run file's [members])."""
+    if spec.is_family:
+        names = ("lr", "eta" if spec.kind == "fastweights" else "beta_scale", "lam", "clip", "seed")
+        hyper = {("lambda" if k == "lam" else k): getattr(h, k) for k in names}
+    else:
+        hyper = {k: getattr(h, k) for k in ("lr", "plasticity", "ratio", "gamma", "clip", "seed")}
     if math.isinf(hyper["clip"]):
         hyper["clip"] = "inf"
     return {"study": spec.name, "task": dict(spec.task), "model": dict(spec.model), "train": dict(spec.train),

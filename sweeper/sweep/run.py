@@ -26,6 +26,7 @@ from sweeper.db import StudyStatus, TrialStatus
 
 from . import store
 from .driver import SubmitResult
+from .pack import hyper_columns
 
 TUNE_STORAGE_ENV = "SWEEPER_TUNE_STORAGE"
 TEMP_PREFIX = "sweeper-tune-"
@@ -292,8 +293,8 @@ class StudyRun:
         points = self.points.get(number, [])
         return [
             {"pack_index": i, "config_index": p["config_index"], "optuna_trial_number": p.get("optuna"),
-             "seed": h.seed, "lr": h.lr, "plasticity": h.plasticity, "ratio": h.ratio, "gamma": h.gamma,
-             "clip": h.clip, "config": {"study": self.spec.name, "point": p["point"], "seed": h.seed}}
+             **hyper_columns(self.spec, h),
+             "config": {"study": self.spec.name, "point": p["point"], "seed": h.seed}}
             for i, (p, h) in enumerate((p, h) for p in points for h in self.spec.hypers(p["point"]))
         ]
 

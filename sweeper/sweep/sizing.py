@@ -77,7 +77,12 @@ def parse_bytes(text: str) -> int:
 
 
 def member_bytes(spec) -> int:
-    """The engine's estimate for one member, at the largest ephemeral ratio the study can draw."""
+    """The engine's estimate for one member, at the largest ephemeral ratio the study can draw (a
+    fast-weight family's: `sweeper.engine.families.population.estimate_bytes`)."""
+    if spec.is_family:
+        from sweeper.engine.families.population import estimate_bytes as family_bytes
+
+        return family_bytes(spec.run, 1)
     from sweeper.config import Hyper
     from sweeper.engine.population import estimate_bytes
 
@@ -128,7 +133,7 @@ def format_plan(plan: PackPlan) -> str:
     lines = [
         f"study {plan.study} on one GPU of {plan.gpu_bytes / gib:.1f} GiB "
         f"({plan.usable_bytes / gib:.1f} GiB usable by packs, {plan.context_bytes / 2**20:.0f} MiB CUDA context per trial)",
-        f"  one member: {plan.member_bytes / 2**20:.2f} MiB (engine estimate at the largest ratio); "
+        f"  one member: {plan.member_bytes / 2**20:.2f} MiB (the engine's estimate; ephemeral model: at the largest ratio); "
         f"{plan.members_total} members = configurations x {plan.seeds} seeds",
         f"  the study now: members_per_trial = {plan.current_members_per_trial}, gpus = {plan.current_gpus:g} -> "
         + ("fits" if plan.current_fits else "DOES NOT FIT: the trials sharing a GPU would run out of memory"),

@@ -149,7 +149,7 @@ def schema_of(url: str) -> dict:
 
 def test_blank_database_gets_the_schema_of_the_models(db_url):
     assert current_revision(db_url) is None
-    assert upgrade(db_url) == SCHEMA_REVISION == head_revision() == "0004"
+    assert upgrade(db_url) == SCHEMA_REVISION == head_revision() == "0005"
     assert current_revision(db_url) == SCHEMA_REVISION
     engine = sa.create_engine(parse_url(db_url))
     tables = set(sa.inspect(engine).get_table_names())
@@ -221,7 +221,7 @@ def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_u
         )  # fmt: skip
 
     assert upgrade(db_url, "0002") == "0002"
-    with pytest.raises(StorageError, match="has schema revision 0002; this code needs revision 0004.*upgrade"):
+    with pytest.raises(StorageError, match="has schema revision 0002; this code needs revision 0005.*upgrade"):
         open_db(db_url)  # an un-migrated database is refused, and left as it is
     assert current_revision(db_url) == "0002"
     t = _tables_at("0002")
@@ -236,7 +236,7 @@ def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_u
     from sweeper.db.types import Float64, StrictJSON
 
     assert upgrade(db_url, "0003") == "0003"
-    with pytest.raises(StorageError, match="has schema revision 0003; this code needs revision 0004.*upgrade"):
+    with pytest.raises(StorageError, match="has schema revision 0003; this code needs revision 0005.*upgrade"):
         open_db(db_url)
     members_0003 = sa.Table(
         "sw_members", sa.MetaData(),
@@ -252,7 +252,7 @@ def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_u
             config={}))  # fmt: skip
     engine.dispose()
 
-    assert upgrade(db_url) == SCHEMA_REVISION == "0004"
+    assert upgrade(db_url) == SCHEMA_REVISION == "0005"
     assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
     (tmp_path / "blank").mkdir()
     with fresh_database("sqlite" if db_url.startswith("sqlite") else "postgresql", tmp_path / "blank") as blank_url:
@@ -274,6 +274,9 @@ def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_u
             (Outcome.STABLE, None, None, None), (Outcome.EXPLODED, 42, None, None), (Outcome.EXPLODED, 59, None, 1)
         ]  # fmt: skip
         assert [(m.explode_onset, m.final_step) for m in found] == [(None, None)] * 3  # 0004: unknown, not guessed
+        assert [(m.model_kind, m.eta, m.beta_scale, m.lam, m.plasticity) for m in found] == [
+            ("ephemeral", None, None, None, 1e4), ("ephemeral", None, None, None, 1e4),
+            ("ephemeral", None, None, None, 1.0)]  # 0005: a spec without model.kind is the ephemeral model
         assert found[2].final_loss == math.inf
         assert found[0].final_loss == 0.5 and math.isnan(found[1].final_loss) and found[1].clip == math.inf
         assert math.isnan(found[1].config["loss"])
@@ -307,6 +310,82 @@ def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_u
         s.delete(s.get(Study, 1))
     with db.read_session() as s:  # ON DELETE CASCADE
         assert [s.scalar(sa.select(sa.func.count()).select_from(m)) for m in (Trial, Member, MemberMetric)] == [0] * 3
+    db.dispose()
+
+
+def test_upgrade_from_revision_4_backfills_model_kind_and_takes_family_members(db_url, fresh_database, tmp_path):
+    """0005: each member's model_kind from its study's stored spec (model.kind, else 'ephemeral'); the
+    families' columns NULL for old rows; plasticity, ratio, gamma nullable; new metric columns NULL."""
+    from sweeper.db.types import Float64, StrictJSON, UTCDateTime
+
+    assert upgrade(db_url, "0004") == "0004"
+    with pytest.raises(StorageError, match="has schema revision 0004; this code needs revision 0005.*upgrade"):
+        open_db(db_url)
+    m = sa.MetaData()
+    studies = sa.Table("sw_studies", m, sa.Column("id"), sa.Column("name"), sa.Column("status"),
+                       sa.Column("created_at", UTCDateTime()), sa.Column("spec", StrictJSON()))
+    trials = sa.Table("sw_trials", m, *(sa.Column(c) for c in ("id", "study_id", "number", "status", "attempts")))
+    members = sa.Table(
+        "sw_members", m,
+        *(sa.Column(c) for c in ("id", "trial_id", "study_id", "pack_index", "seed", "outcome", "steps_done",
+                                 "explode_onset", "final_step")),
+        *(sa.Column(c, Float64()) for c in ("lr", "plasticity", "ratio", "gamma", "clip")),
+        sa.Column("config", StrictJSON()),
+    )  # fmt: skip
+    metrics = sa.Table("sw_member_metrics", m, sa.Column("member_id"), sa.Column("step"),
+                       sa.Column("grad_ratio", Float64()))
+    now = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    specs = [{"model": {"width": 16}}, {"model": {"kind": "rnn", "width": 8}}, ["not", "a", "dict"],
+             {"model": {"kind": "ephemeral"}}]
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.begin() as c:
+        for i, spec in enumerate(specs, start=1):
+            c.execute(studies.insert(), {"id": i, "name": f"s{i}", "status": "COMPLETE", "created_at": now,
+                                         "spec": spec})
+            c.execute(trials.insert(), {"id": i, "study_id": i, "number": 0, "status": "COMPLETE", "attempts": 1})
+            c.execute(members.insert(), dict(
+                id=i, trial_id=i, study_id=i, pack_index=0, seed=i, outcome="stable", steps_done=10,
+                explode_onset=None, final_step=9, lr=1e-2, plasticity=1e3, ratio=0.0 if i == 2 else 0.1, gamma=0.7,
+                clip=math.inf, config={"i": i}))  # fmt: skip
+            c.execute(metrics.insert(), {"member_id": i, "step": 0, "grad_ratio": math.nan})
+    engine.dispose()
+
+    assert upgrade(db_url) == SCHEMA_REVISION == "0005"
+    assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
+    (tmp_path / "blank").mkdir()
+    with fresh_database("sqlite" if db_url.startswith("sqlite") else "postgresql", tmp_path / "blank") as blank_url:
+        upgrade(blank_url)
+        assert schema_of(db_url) == schema_of(blank_url), "a migrated database differs from a new one"
+
+    db = open_db(db_url)
+    with db.read_session() as s:
+        found = s.scalars(sa.select(Member).order_by(Member.id)).all()
+        assert [m.model_kind for m in found] == ["ephemeral", "rnn", "ephemeral", "ephemeral"]
+        assert [(m.eta, m.beta_scale, m.lam) for m in found] == [(None, None, None)] * 4
+        assert [(m.plasticity, m.ratio, m.gamma, m.clip, m.final_step) for m in found][1] == (1e3, 0.0, 0.7,
+                                                                                                 math.inf, 9)
+        assert found[0].config == {"i": 1}
+        row = s.scalars(sa.select(MemberMetric).where(MemberMetric.member_id == 2)).one()
+        assert math.isnan(row.grad_ratio) and (row.fast_norm, row.grad_fast, row.transition_max) == (None,) * 3
+    # A family member: no plasticity, ratio, gamma; its own axes; family metrics (explicit ids: the rows
+    # written above did not advance PostgreSQL's sequence).
+    with db.session() as s:
+        s.add(Member(id=10, trial_id=1, study_id=1, pack_index=1, seed=0, lr=1e-3, clip=math.inf, model_kind="fwp",
+                     beta_scale=1.0, lam=1.0, config={}))
+    with db.session() as s:
+        new = s.scalars(sa.select(Member).where(Member.pack_index == 1)).one()
+        s.add(MemberMetric.from_metrics(new.id, 0, {"loss": 1.0, "fast_norm": 2.0, "transition_max": math.nan}))
+    with db.read_session() as s:
+        new = s.scalars(sa.select(Member).where(Member.pack_index == 1)).one()
+        assert (new.model_kind, new.plasticity, new.ratio, new.gamma, new.eta, new.beta_scale, new.lam) == (
+            "fwp", None, None, None, None, 1.0, 1.0)
+        assert new.metrics[0].fast_norm == 2.0 and math.isnan(new.metrics[0].transition_max)
+        defaulted = Member(id=11, trial_id=2, study_id=2, pack_index=5, seed=0, lr=1e-3, plasticity=1.0, ratio=0.1,
+                           gamma=0.7, clip=1.0, config={})
+    with db.session() as s:
+        s.add(defaulted)
+    with db.read_session() as s:  # the server default: 'ephemeral'
+        assert s.scalar(sa.select(Member.model_kind).where(Member.pack_index == 5)) == "ephemeral"
     db.dispose()
 
 

@@ -313,6 +313,53 @@ BAD = [
     ("params-nested", study(early_warning="[early_warning.params]\nx = [1, 2]\n"), "early_warning.params.x"),
 ]
 
+# A small valid study of each fast-weight family (docs/families.md), as chunks for `study(**chunks)`.
+FW = {
+    "model": '[model]\nkind = "fastweights"\nhidden = 8\n',
+    "train": '[train]\nbatches = 50\noptimizer = "adam"\n',
+    "space": "[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\n\n[space.eta]\nvalues = [0.1, 0.5]\n",
+    "fixed": "[fixed]\nlambda = 0.9\n",
+}
+FWP = {
+    "model": '[model]\nkind = "fwp"\nd_model = 8\nd_key = 4\nd_value = 4\nrule = "delta"\nphi = "silu_l2"\n',
+    "train": '[train]\nbatches = 50\noptimizer = "adam"\n',
+    "space": "[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\n\n[space.beta_scale]\nlow = 0.5\nhigh = 2.0\n",
+    "fixed": "[fixed]\nclip = 1.0\n",
+}
+FW_MODEL, FWP_MODEL = FW["model"], FWP["model"]
+BAD += [
+    ("fw-plasticity-axis", study(**{**FW, "space": "[space.plasticity]\nvalues = [1e2]\n"}), "space.plasticity"),
+    ("fw-beta-scale-axis", study(**{**FW, "space": "[space.beta_scale]\nvalues = [1.0]\n"}), "space.beta_scale"),
+    ("fwp-eta-fixed", study(**{**FWP, "fixed": "[fixed]\neta = 0.5\n"}), "fixed.eta"),
+    ("fwp-plasticity-axis", study(**{**FWP, "space": "[space.plasticity]\nvalues = [1e2]\n"}),
+     "space.plasticity"),
+    ("ephemeral-eta-axis", study(space="[space.eta]\nvalues = [0.5]\n"), "space.eta"),
+    ("fw-phi-option", study(**{**FW, "model": FW_MODEL + 'phi = "identity"\n'}), "model.phi"),
+    ("fw-width-option", study(**{**FW, "model": '[model]\nkind = "fastweights"\nwidth = 8\n'}), "model.width"),
+    ("fwp-activation-option", study(**{**FWP, "model": FWP_MODEL + 'activation = "tanh"\n'}), "model.activation"),
+    ("fwp-unknown-phi", study(**{**FWP, "model": FWP_MODEL.replace("silu_l2", "softmax")}), "model.phi"),
+    ("fwp-delta-with-decay", study(**{**FWP, "model": FWP_MODEL + 'decay = "constant"\n'}), "model.decay"),
+    ("fw-lambda-above-one", study(**{**FW, "fixed": "[fixed]\nlambda = 1.5\n"}), "fixed.lambda"),
+    ("fw-lambda-zero", study(**{**FW, "fixed": None, "space": "[space.lambda]\nvalues = [0.0, 0.5]\n"}),
+     "space.lambda.values[0]"),
+    ("fw-eta-negative", study(**{**FW, "space": "[space.eta]\nlow = -1.0\nhigh = 1.0\n"}), "space.eta.low"),
+    ("fw-eta-negative-fixed", study(**{**FW, "fixed": "[fixed]\neta = -0.5\n", "space": "[space.lr]\nvalues = [1e-2]\n"}),
+     "fixed.eta"),
+    ("fwp-lambda-without-decay", study(**{**FWP, "fixed": "[fixed]\nlambda = 0.9\n"}), "fixed.lambda"),
+    ("fwp-learned-decay-lambda-one", study(**{**FWP, "model": FWP_MODEL.replace('"delta"', '"gated_delta"')
+                                                   + 'decay = "learned"\n'}), "fixed.lambda"),
+    ("fw-updater-dfa", study(**{**FW, "train": '[train]\nbatches = 50\nupdater = "dfa"\n'}), "train.updater"),
+    ("fw-optimizer", study(**{**FW, "train": '[train]\nbatches = 50\noptimizer = "rmsprop"\n'}), "train.optimizer"),
+    ("fw-grad-clip", study(**{**FW, "train": "[train]\nbatches = 50\ngrad_clip = 1.0\n"}), "train.grad_clip"),
+    ("fw-early-warning", study(**{**FW, "early_warning": "[early_warning]\nenabled = true\n"}),
+     "early_warning.enabled"),
+    ("fw-frontier", study(**{**FW, "search": '[search]\nkind = "frontier"\nconfigs = 4\n'}), "search.kind"),
+    ("fwp-boundary-fit", study(**{**FWP, "search": '[search]\nkind = "optuna"\nconfigs = 4\nboundary_fit = "self"\n'}),
+     "search.boundary_fit"),
+    ("fw-pack-does-not-fit", study(**{**FW, "model": '[model]\nkind = "fastweights"\nhidden = 65536\n'}),
+     "execution.members_per_trial"),
+]
+
 
 def test_enough_distinct_malformed_cases():
     assert len(BAD) >= 45
@@ -329,6 +376,43 @@ def test_malformed_study_is_refused_naming_file_and_field(text, field):
     assert (exc.path, exc.field) == ("studies/bad.toml", field)
     assert str(exc).startswith(f"studies/bad.toml: {field}: "), str(exc)
     assert len(str(exc)) > len(f"studies/bad.toml: {field}: ") + 10  # says what is wrong
+
+
+@pytest.mark.parametrize("family, chunks", [("fastweights", FW), ("fwp", FWP)])
+def test_family_study_points_members_and_round_trip(family, chunks):
+    from sweeper.engine.families.config import FamilyRun, FastWeightsHyper, FWPHyper
+
+    spec = parse_study(study(**chunks), "f.toml")
+    assert spec.kind == family and spec.is_family and isinstance(spec.run, FamilyRun)
+    assert spec.run.train.updater == "bptt" and spec.run.train.optimizer == "adam"
+    second = "eta" if family == "fastweights" else "beta_scale"
+    assert [a.name for a in spec.space] == ["lr", second]
+    points = spec.points()
+    assert len(points) == 4 and all(set(p) == {"lr", second} for p in points)
+    members = spec.hypers(points[0])
+    cls = FastWeightsHyper if family == "fastweights" else FWPHyper
+    assert [type(h) for h in members] == [cls, cls] and [h.seed for h in members] == [0, 1]
+    assert getattr(members[0], second) == points[0][second]
+    if family == "fastweights":
+        assert members[0].lam == 0.9  # [fixed] lambda is the field lam
+    else:
+        assert (members[0].lam, members[0].clip) == (1.0, 1.0)
+    again = study_from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again.kind == family and again.space == spec.space and again.fixed == spec.fixed
+
+
+def test_family_axes_are_the_hyper_classes_fields():
+    from sweeper.study import FAMILY_AXES, axes_of
+
+    assert FAMILY_AXES == {"fastweights": ("lr", "eta", "lambda", "clip"), "fwp": ("lr", "beta_scale", "lambda", "clip")}
+    assert axes_of("ephemeral") == axes_of("rnn") == HYPER_AXES
+
+
+def test_family_refusals_name_the_family_and_its_axes():
+    with pytest.raises(StudyError, match=r"space.plasticity: not an axis of model fwp .*lr, beta_scale, lambda, clip"):
+        parse_study(study(**{**FWP, "space": "[space.plasticity]\nvalues = [1e2]\n"}))
+    with pytest.raises(StudyError, match=r"model.phi: an option of model fwp, not of fastweights"):
+        parse_study(study(**{**FW, "model": FW_MODEL + 'phi = "identity"\n'}))
 
 
 def test_duplicate_key_error_gives_the_line():

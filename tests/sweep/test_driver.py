@@ -34,7 +34,8 @@ def test_grid_study_runs_every_configuration_once(local_ray, db_url, tmp_path):
     path = write_study(tmp_path, "grid", batches=60)
     result = submit(str(path), storage=db_url, progress=False)
     assert result.status == "COMPLETE" and result.planned == 3 and result.ran == 3
-    assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-grid-*") == []  # Tune's temporary directory
+    # Tune's temporary directory (named by this process's pid: another run on the machine has its own)
+    assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-grid-{os.getpid()}-*") == []
     assert_study_sound(db_url, "grid", configs=6, seeds=2)
     # lr 0.1 x plasticity 1e6 explodes on this budget; its Optuna trial is never a COMPLETE best.
     assert rows(db_url, "SELECT count(*) FROM sw_member_metrics") [0][0] > 0
@@ -143,7 +144,7 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_leaves_nothing_running(tmp
     assert f"sweeper: interrupted; run the same command to resume: {command}" in out
     assert "members:" not in out
     assert "Tuner.restore" not in out and "Token authentication" not in out and "RAY_AUTH_MODE" not in out, out
-    assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-ctrlc-*") == []
+    assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-ctrlc-{proc.pid}-*") == []
     assert rows(url, "SELECT status FROM sw_studies") == [("INTERRUPTED",)]
     assert rows(url, "SELECT count(*) FROM sw_trials WHERE status = 'RUNNING'") == [(0,)]
     r = sweeper("submit", str(path), "--storage", url, "--no-progress")
