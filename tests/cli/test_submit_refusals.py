@@ -4,33 +4,15 @@ and the field, and leaves the database exactly as it was (every malformed case o
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from sweeper.cli import main
-from sweeper.db import Study, open_db, upgrade
+from tests.helpers.db import database_with_a_study, snapshot
 from tests.study.test_spec import BAD, study
-
-
-def snapshot(url: str) -> list:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            tables = sorted(sa.inspect(c).get_table_names())
-            return [(t, [tuple(r) for r in c.execute(sa.text(f'SELECT * FROM "{t}"'))]) for t in tables]
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory):
-    path = tmp_path_factory.mktemp("refusals") / "db.sqlite3"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    db = open_db(url)
-    with db.session() as s:
-        s.add(Study(name="existing", spec={"k": 1}, source="x"))
-    db.dispose()
-    return url
+    return database_with_a_study(tmp_path_factory.mktemp("refusals"))
 
 
 @pytest.mark.parametrize("text, field", [(t, f) for _, t, f in BAD], ids=[c for c, _, _ in BAD])

@@ -14,20 +14,13 @@ import pytest
 
 from sweeper.cli import main
 from sweeper.cli.submit import resume_command
-from sweeper.db import Study, open_db, upgrade
-from tests.cli.test_submit_refusals import snapshot
+from tests.helpers.db import database_with_a_study, snapshot
 from tests.helpers.studies import write_study
 
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('flags') / 'db.sqlite3'}"
-    upgrade(url)
-    db = open_db(url)
-    with db.session() as s:
-        s.add(Study(name="existing", spec={"k": 1}, source="x"))
-    db.dispose()
-    return url
+    return database_with_a_study(tmp_path_factory.mktemp("flags"))
 
 
 def refused(populated, tmp_path, capsys, *flags: str) -> str:
