@@ -191,6 +191,17 @@ def _tables_at(revision: str) -> dict[str, sa.Table]:
     return metadata.tables
 
 
+def upgrade_to_head_and_compare_with_a_new_database(db_url, fresh_database, tmp_path) -> None:
+    """Upgrade `db_url` to this code's revision and check its schema against the models and against a
+    database created new at that revision."""
+    assert upgrade(db_url) == SCHEMA_REVISION == "0005"
+    assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
+    (tmp_path / "blank").mkdir()
+    with fresh_database("sqlite" if db_url.startswith("sqlite") else "postgresql", tmp_path / "blank") as blank_url:
+        upgrade(blank_url)
+        assert schema_of(db_url) == schema_of(blank_url), "a migrated database differs from a new one"
+
+
 def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_url, fresh_database, tmp_path):
     assert upgrade(db_url, "0001") == "0001"
     engine = sa.create_engine(parse_url(db_url))
@@ -252,12 +263,7 @@ def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_u
             config={}))  # fmt: skip
     engine.dispose()
 
-    assert upgrade(db_url) == SCHEMA_REVISION == "0005"
-    assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
-    (tmp_path / "blank").mkdir()
-    with fresh_database("sqlite" if db_url.startswith("sqlite") else "postgresql", tmp_path / "blank") as blank_url:
-        upgrade(blank_url)
-        assert schema_of(db_url) == schema_of(blank_url), "a migrated database differs from a new one"
+    upgrade_to_head_and_compare_with_a_new_database(db_url, fresh_database, tmp_path)
     engine = sa.create_engine(parse_url(db_url))
     assert set(sa.inspect(engine).get_table_names()) == set(Base.metadata.tables) | {VERSION_TABLE}
     engine.dispose()
@@ -350,12 +356,7 @@ def test_upgrade_from_revision_4_backfills_model_kind_and_takes_family_members(d
             c.execute(metrics.insert(), {"member_id": i, "step": 0, "grad_ratio": math.nan})
     engine.dispose()
 
-    assert upgrade(db_url) == SCHEMA_REVISION == "0005"
-    assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
-    (tmp_path / "blank").mkdir()
-    with fresh_database("sqlite" if db_url.startswith("sqlite") else "postgresql", tmp_path / "blank") as blank_url:
-        upgrade(blank_url)
-        assert schema_of(db_url) == schema_of(blank_url), "a migrated database differs from a new one"
+    upgrade_to_head_and_compare_with_a_new_database(db_url, fresh_database, tmp_path)
 
     db = open_db(db_url)
     with db.read_session() as s:
