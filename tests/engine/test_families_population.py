@@ -30,13 +30,7 @@ from sweeper.tasks import make_task
 TASK = make_task("key_recall", gap_max=2, n_values=3)  # T = 7 predictions, V = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: torch's intra-op threads only contend with each other (and with other processes).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def family_run(model, optimizer="sgd", batches=25, dtype="float64", batch_size=2, **train):

@@ -34,13 +34,7 @@ from sweeper.tasks import make_task
 TOL = dict(rtol=1e-9, atol=1e-11)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: torch's intra-op threads only contend with each other (and with other processes).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------------
