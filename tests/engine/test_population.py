@@ -96,6 +96,33 @@ def test_engine_matches_reference(kind, updater, recurrence, optimizer, grad_cli
         assert clip_hit, "the clip threshold never bound, so clipping was not tested"
 
 
+CUDA_PAIRS = [p for p in PAIRS if p[:3] in {("ephemeral", "dfa", False), ("ephemeral", "backprop", True),
+                                              ("ephemeral", "bptt", True), ("rnn", "bptt", True)}]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind,updater,recurrence,optimizer,grad_clip", CUDA_PAIRS,
+                         ids=["-".join(str(x) for x in p[:4]) for p in CUDA_PAIRS])
+def test_cuda_engine_matches_cpu_reference(kind, updater, recurrence, optimizer, grad_clip):
+    """The same engine code on a GPU, float64, against the reference on the CPU (the GPU check runs it)."""
+    batches = 25
+    run = make_run(kind, updater, recurrence, optimizer, grad_clip, batches=batches, dtype="float64", device="cuda")
+    members = stable_members(kind, 0.15, n=2)
+    pop = Population(run, members)
+    assert pop.S[0].is_cuda
+    refs = [Reference(make_run(kind, updater, recurrence, optimizer, grad_clip, batches=batches, dtype="float64"), h)
+            for h in members]
+    for step in range(batches):
+        m = pop.step()
+        for p, ref in enumerate(refs):
+            expected, got = ref.train_batch(), m.for_member(p)
+            for name in COMPARED:
+                assert_close(got[name], expected[name], f"batch {step}, member {p}, {name}")
+    for p, ref in enumerate(refs):
+        for l in range(run.model.depth):
+            torch.testing.assert_close(pop.S[l][p].cpu().double(), ref.W[l].double(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("updater,recurrence", [("dfa", False), ("backprop", True), ("bptt", True)])
 def test_engine_matches_reference_when_state_carries_over_sequences(updater, recurrence):
