@@ -6,9 +6,11 @@
                  and the predicted-explosion filter of Optuna studies (`[search] boundary_fit`)
     compare.py   trials a frontier study needs to reach a grid study's boundary estimate
     figures.py   fig6 / fig7: the paper's figures as Plotly figures of a study
+    window.py    memory_window: per cell, members exploded / stable without memory / stable remembering;
+                 fit_window: the stability boundary, the memory onset and the window between them
 
 Importing this package loads nothing heavy: scikit-learn and Plotly load inside the functions that
 use them.
 """
 
-__all__ = ["boundary", "compare", "figures", "frontier"]
+__all__ = ["boundary", "compare", "figures", "frontier", "window"]

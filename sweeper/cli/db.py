@@ -27,11 +27,18 @@ from sweeper.errors import SweeperError
 FORMATS = ("table", "csv", "json")
 TRIAL_TABLE_COLUMNS = (
     "trial", "pack_index", "config_index", "model_kind", "lr", "plasticity", "ratio", "gamma", "eta", "beta_scale", "lam",
-    "clip", "seed", "outcome",
+    "clip", "seed", "memory_outcome",
     "explode_onset", "explode_step", "stop_step", "steps_done", "final_step", "final_loss", "eval_mem_acc",
-    "wall_time_s", "device",
+    "memory_threshold", "wall_time_s", "device",
 )  # fmt: skip
-"""The columns `sweeper trials` shows as a table (csv and json have every column)."""
+"""The columns `sweeper trials` shows as a table (csv and json have every column). `memory_outcome` is
+the stored outcome with a judged stable member shown as `stable (memory)` or `stable (no memory)`."""
+STATUS_OUTCOMES = {"running": "running", "stable (memory)": "stable (memory)", "stable (no memory)": "stable (no memory)",
+                   "stable": "stable (not judged)", "exploded": "exploded", "stopped_early": "stopped_early",
+                   "failed": "failed"}
+"""The members-by-outcome columns of `sweeper status`: `memory_outcome` value -> column title. Stable
+members are counted once, by their memory judgement (`sweeper.outcomes.judge_memory`); "stable" alone
+is a stable member without one (its study evaluates nothing)."""
 MODEL_AXIS_COLUMNS = ("plasticity", "ratio", "gamma", "eta", "beta_scale", "lam")
 """Hyperparameters of one model kind only (NULL for the others): the table leaves out those NULL in every row
 shown, so an ephemeral study shows plasticity, ratio, gamma and a family study its own axes."""
@@ -54,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     storage(p)
     p.add_argument(
         "--filter", action="append", default=[], metavar="EXPR",
-        help='COLUMN OP VALUE, OP one of = != < <= > >= (e.g. outcome=exploded, "lr>1e-3"); repeat to AND them',
+        help='COLUMN OP VALUE, OP one of = != < <= > >= (e.g. outcome=exploded, "lr>1e-3", '
+             '"memory_outcome=stable (memory)", remembers=false); repeat to AND them',
     )  # fmt: skip
     p.add_argument("--sort", metavar="COL", help="sort by this column (NULLs last)")
     p.add_argument("--desc", action="store_true", help="sort descending")
@@ -94,7 +102,6 @@ def _open(args: argparse.Namespace):
 
 def cmd_status(args: argparse.Namespace) -> int:
     from sweeper.db.queries import study_progress
-    from sweeper.outcomes import Outcome
 
     with _open(args) as db:
         progress = study_progress(db, args.study)
@@ -108,19 +115,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         if p["status"] == "RUNNING" and _driver_gone(args, p["name"]):
             p["status"] = "RUNNING (driver gone: resubmit to resume)"
     columns = ["study", "status", "created_at", "planned", "trials", "WAITING", "RUNNING", "COMPLETE", "FAILED",
-               "PRUNED", "members", *(o.value for o in Outcome), "best_eval_mem_acc"]  # fmt: skip
+               "PRUNED", "members", *STATUS_OUTCOMES.values(), "best_eval_mem_acc"]  # fmt: skip
     rows = [
         (
             p["name"], p["status"], p["created_at"], p["trials"]["planned"], p["trials"]["total"],
             *(p["trials"][s] for s in ("WAITING", "RUNNING", "COMPLETE", "FAILED", "PRUNED")),
             p["members"]["total"],
-            *(p["members"][o.value] for o in Outcome),
+            *(p["memory_outcomes"][o] for o in STATUS_OUTCOMES),
             p["best_eval_mem_acc"],
         )
         for p in progress
     ]  # fmt: skip
     print(format_table(columns, rows))
-    print("trials by state (capitals), members by outcome (lower case)")
+    print("trials by state (capitals), members by outcome (lower case); a stable member with an evaluation is "
+          "judged stable (memory) or stable (no memory)")
     return 0
 
 

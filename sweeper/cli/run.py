@@ -1,7 +1,6 @@
-"""`sweeper train`, `sweeper bench`, `sweeper reproduce`: one process, no Ray, no database.
+"""`sweeper train`, `sweeper bench`: one process, no Ray, no database.
 
-Parsing and printing only: the work is in `sweeper.engine.train`, `sweeper.engine.bench` and
-`sweeper.analysis.reproduce`.
+Parsing and printing only: the work is in `sweeper.engine.train` and `sweeper.engine.bench`.
 
 `--model` picks the model: `ephemeral` (default) or `rnn`, or one of the fast-weight families of
 docs/families.md, `fastweights` or `fwp`. Each model takes its own options (`MODEL_FLAGS`) and member
@@ -187,14 +186,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("reproduce", help="reproduce a table of the paper")
-    p.add_argument("what", choices=["table1"])
-    p.add_argument("--budget", choices=["quick", "full"], default="quick")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per configuration")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_reproduce)
-
 
 def _family_default(kind: str, section: str, key: str) -> str:
     value = FAMILY_TRAIN_DEFAULTS[kind][section][key]
@@ -379,7 +370,8 @@ def _threads(args, run) -> int | None:
 def cmd_train(args) -> int:
     import torch
 
-    from sweeper.engine.train import format_summary, is_family, train
+    from sweeper.engine.train import format_summary, is_family, judge, train
+    from sweeper.study.memory import eval_memory_positions
 
     run, members = _run_from_args(args)
     threads = _threads(args, run)
@@ -399,6 +391,9 @@ def cmd_train(args) -> int:
         result = train(run, members, progress=not args.json and not args.no_progress, on_start=announce)
     finally:
         torch.set_num_threads(before)
+    # whether each stable member remembers: the studies' rule, over the memory positions its evaluation scored
+    result = judge(result, eval_memory_positions(run.task, [h.seed for h in members], result.eval_batches,
+                                                 run.train.batch_size))
     if args.json:
         print(jsonio.dumps(result.as_dict()))
     else:
@@ -444,13 +439,3 @@ def cmd_bench(args) -> int:
                               reference=not args.no_reference, progress=not args.json)
     print(jsonio.dumps(report) if args.json else format_bench(report))
     return 0
-
-
-def cmd_reproduce(args) -> int:
-    from sweeper.analysis.reproduce import format_table1, table1
-
-    report = table1(budget=args.budget, seeds=args.seeds, device=args.device, progress=not args.json)
-    print(jsonio.dumps(report) if args.json else format_table1(report))
-    return 0
-
-

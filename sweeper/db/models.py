@@ -30,7 +30,7 @@ from sweeper.db.types import Float64, StrictJSON, UTCDateTime, utcnow
 from sweeper.engine.metrics import METRIC_NAMES as ENGINE_METRIC_NAMES
 from sweeper.outcomes import Outcome  # shared with the engine, the classifier and the plots
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """The Alembic revision these classes describe (the head of sweeper/db/migrations/versions)."""
 VERSION_TABLE = "sweeper_alembic_version"
 """Alembic's bookkeeping table; not `alembic_version`, which Optuna's storage uses."""
@@ -245,6 +245,17 @@ class Member(Base):
     lam: Mapped[float | None]
     """The families' study axis `lambda` (decay of the fast state); NULL for other models. Named `lam`
     as in FastWeightsHyper and FWPHyper (`lambda` is a Python keyword)."""
+
+    # Revision 0006: the memory judgement of a stable member (sweeper.outcomes.judge_memory), NULL for
+    # every other member and for a stable one without an evaluation
+    remembers: Mapped[bool | None]
+    """Whether eval_mem_acc beats memory_threshold: True, the member remembers; False, it is stable
+    without memory (it learned nothing a memoryless predictor could not)."""
+    memory_threshold: Mapped[float | None]
+    """The highest eval_mem_acc a member without memory reaches with probability `[execution]
+    memory_level`: the level-quantile of Binomial(eval_mem_positions, baseline), over eval_mem_positions."""
+    eval_mem_positions: Mapped[int | None]
+    """Memory positions the evaluation scored (n of the judgement; sweeper.study.memory)."""
 
     trial: Mapped[Trial] = relationship(back_populates="members")
     metrics: Mapped[list[MemberMetric]] = relationship(

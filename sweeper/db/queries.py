@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sweeper.db.engine import Database, safe_url
 from sweeper.db.models import FAMILY_ONLY_METRIC_NAMES, METRIC_NAMES, Member, MemberMetric, Outcome, Study, Trial, TrialStatus
 from sweeper.errors import SweeperError
+from sweeper.outcomes import MEMORY_OUTCOMES, STABLE_MEMORY, STABLE_NO_MEMORY
 
 OPS = ("=", "!=", "<", "<=", ">", ">=")
 _MAX_KNOWN = 10
@@ -57,6 +58,11 @@ def _study_id(session: sa.orm.Session, db: Database, name: str) -> int:
     )
 
 
+def study_id(session: sa.orm.Session, db: Database, name: str) -> int:
+    """The id of the study named `name`; StudyNotFound, listing the studies there are, when there is none."""
+    return _study_id(session, db, name)
+
+
 def _not_nan(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
     # Float64 binds NaN as 'NaN' text on SQLite and as a NaN double on PostgreSQL (where NaN = NaN),
     # so this drops NaN rows on both; NULLs drop out too.
@@ -68,8 +74,10 @@ def study_progress(db: Database, name: str | None = None) -> list[dict[str, Any]
 
     Each dict: name, status, created_at, finished_at, heartbeat_at, optuna_study_name,
     trials = {"planned", "total", "WAITING", ..., "PRUNED"}, members = {"total", "running", "stable",
-    "exploded", "stopped_early", "failed"}, best_eval_mem_acc (the highest non-NaN eval_mem_acc of a
-    stable member, or None). Raises StudyNotFound for an unknown `name`.
+    "exploded", "stopped_early", "failed"}, memory_outcomes = members by `memory_outcome` (every value
+    of `sweeper.outcomes.MEMORY_OUTCOMES`: the stable members split into "stable (memory)", "stable (no
+    memory)" and "stable", those without a judgement), best_eval_mem_acc (the highest non-NaN
+    eval_mem_acc of a stable member, or None). Raises StudyNotFound for an unknown `name`.
     """
     with db.read_session() as s:
         studies = sa.select(Study).order_by(Study.created_at.desc(), Study.id.desc())
@@ -86,6 +94,11 @@ def study_progress(db: Database, name: str | None = None) -> list[dict[str, Any]
             sa.select(Member.study_id, Member.outcome, sa.func.count())
             .where(Member.study_id.in_(ids))
             .group_by(Member.study_id, Member.outcome)
+        ).all()
+        label = MEMORY_OUTCOME.label("memory_outcome")
+        memory_counts = s.execute(
+            sa.select(Member.study_id, label, sa.func.count()).where(Member.study_id.in_(ids))
+            .group_by(Member.study_id, label)
         ).all()
         best = dict(
             s.execute(
@@ -106,18 +119,29 @@ def study_progress(db: Database, name: str | None = None) -> list[dict[str, Any]
             "optuna_study_name": study.optuna_study_name,
             "trials": {"planned": study.planned_trials, "total": 0, **{t.value: 0 for t in TrialStatus}},
             "members": {"total": 0, **{o.value: 0 for o in Outcome}},
+            "memory_outcomes": dict.fromkeys(MEMORY_OUTCOMES, 0),
             "best_eval_mem_acc": best.get(study.id),
         }
     for key, counts in (("trials", trial_counts), ("members", member_counts)):
         for study_id, value, n in counts:
             progress[study_id][key][value.value] = n
             progress[study_id][key]["total"] += n
+    for study_id, value, n in memory_counts:
+        progress[study_id]["memory_outcomes"][value] = n
     return list(progress.values())
 
 
 # ---------------------------------------------------------------------------------------------------
 # Members
 
+
+MEMORY_OUTCOME = sa.case(
+    (sa.and_(Member.outcome == Outcome.STABLE, Member.remembers.is_(True)), sa.literal(STABLE_MEMORY)),
+    (sa.and_(Member.outcome == Outcome.STABLE, Member.remembers.is_(False)), sa.literal(STABLE_NO_MEMORY)),
+    else_=sa.cast(Member.outcome, sa.String(16)),
+)
+"""`sweeper.outcomes.memory_outcome` in SQL: the outcome the user sees (exploded / stable (no memory) /
+stable (memory) / ...), derived from the stored outcome and memory judgement."""
 
 MEMBER_COLUMNS: dict[str, sa.ColumnElement] = {
     "member_id": Member.id,
@@ -135,6 +159,7 @@ MEMBER_COLUMNS: dict[str, sa.ColumnElement] = {
     "lam": Member.lam,
     "seed": Member.seed,
     "outcome": Member.outcome,
+    "memory_outcome": MEMORY_OUTCOME,
     "explode_onset": Member.explode_onset,
     "explode_step": Member.explode_step,
     "stop_step": Member.stop_step,
@@ -148,6 +173,9 @@ MEMBER_COLUMNS: dict[str, sa.ColumnElement] = {
     "eval_acc": Member.eval_acc,
     "eval_mem_acc": Member.eval_mem_acc,
     "eval_mem_acc_frozen": Member.eval_mem_acc_frozen,
+    "eval_mem_positions": Member.eval_mem_positions,
+    "memory_threshold": Member.memory_threshold,
+    "remembers": Member.remembers,
     "wall_time_s": Member.wall_time_s,
     "device": Member.device,
     "optuna_trial_number": Member.optuna_trial_number,
@@ -156,9 +184,11 @@ MEMBER_COLUMNS: dict[str, sa.ColumnElement] = {
 
 _FLOAT_COLUMNS = {
     "lr", "plasticity", "ratio", "gamma", "clip", "eta", "beta_scale", "lam", "final_loss", "final_acc", "mem_acc",
-    "baseline", "eval_loss", "eval_acc", "eval_mem_acc", "eval_mem_acc_frozen", "wall_time_s",
+    "baseline", "eval_loss", "eval_acc", "eval_mem_acc", "eval_mem_acc_frozen", "memory_threshold", "wall_time_s",
 }  # fmt: skip
-_TEXT_COLUMNS = {"outcome", "device", "model_kind"}
+_TEXT_COLUMNS = {"outcome", "memory_outcome", "device", "model_kind"}
+_BOOL_COLUMNS = {"remembers"}
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
 _FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>)\s*(.*?)\s*$", re.DOTALL)
 _NULL = {"null", "none"}
 
@@ -183,12 +213,19 @@ def _typed_value(column: str, op: str, text: str) -> Any:
             return float(text)  # also nan, inf, -inf
         except ValueError:
             raise ValueError(f"{column}: expected a number, got {text!r}") from None
+    if column in _BOOL_COLUMNS:
+        if op not in ("=", "!="):
+            raise ValueError(f"{column} can only be compared with = or !=, not {op}")
+        if text.lower() not in _BOOLS:
+            raise ValueError(f"{column}: expected true, false or null, got {text!r}")
+        return _BOOLS[text.lower()]
     if column in _TEXT_COLUMNS:
-        if column == "outcome":
+        allowed = {"outcome": [o.value for o in Outcome], "memory_outcome": list(MEMORY_OUTCOMES)}.get(column)
+        if allowed is not None:
             if op not in ("=", "!="):
-                raise ValueError(f"outcome can only be compared with = or !=, not {op}")
-            if text not in {o.value for o in Outcome}:
-                raise ValueError(f"outcome: unknown value {text!r}; choose from: {', '.join(o.value for o in Outcome)}")
+                raise ValueError(f"{column} can only be compared with = or !=, not {op}")
+            if text not in allowed:
+                raise ValueError(f"{column}: unknown value {text!r}; choose from: {', '.join(allowed)}")
         return text
     try:
         return int(text)
@@ -197,7 +234,8 @@ def _typed_value(column: str, op: str, text: str) -> Any:
 
 
 def parse_filter(text: str) -> Filter:
-    """`"lr>1e-3"` -> ("lr", ">", 0.001). Values: numbers (nan, inf too), outcome names, null.
+    """`"lr>1e-3"` -> ("lr", ">", 0.001). Values: numbers (nan, inf too), outcome and memory_outcome names
+    (`memory_outcome=stable (memory)`), true or false (remembers), null.
 
     Raises ValueError, naming what is allowed, for an unknown column, operator or value.
     """
@@ -310,6 +348,8 @@ def _arrow_type(name: str):
 
     if name in _FLOAT_COLUMNS or name in _ALL_METRICS:
         return pa.float64()
+    if name in _BOOL_COLUMNS:
+        return pa.bool_()
     if name in _TEXT_COLUMNS:
         return pa.string()
     return pa.int64()

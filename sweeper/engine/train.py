@@ -4,17 +4,21 @@ The run decides the engine: a `RunConfig` (the ephemeral model or the RNN baseli
 `sweeper.engine.population.Population`, a `FamilyRun` (docs/families.md: `fastweights`, `fwp`) on
 `sweeper.engine.families.population.FamilyPopulation`. Both are evaluated on fresh sequences with their
 memory on and off: the ephemeral state held at 0 (`mem_acc_no_eph`), resp. the fast state held at 0
-(`mem_acc_no_fast`).
+(`mem_acc_no_fast`). Whether a stable member remembers is the studies' rule,
+`sweeper.outcomes.judge_memory` (`judge`: its evaluation memory accuracy beats what a member without
+memory reaches at 95% over the memory positions scored), not a plain comparison with the baseline.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 
 from sweeper.config import Hyper, RunConfig
 from sweeper.engine.families.config import FamilyRun
+from sweeper.outcomes import MEMORY_LEVEL, NO_JUDGEMENT, MemoryJudgement, judge_memory
 
 FAMILY_SIGNALS = ("fast_norm", "grad_fast_ratio", "transition_max")
 """The families' stability signals the summary shows per member (docs/families.md, "Metrics");
@@ -44,17 +48,24 @@ class TrainResult:
     baseline: float
     seconds: float
     history: list = field(default_factory=list)  # StepMetrics (FamilyStepMetrics) of the full-metric batches
+    eval_batches: int = 10
+    """Batches of fresh sequences each surviving member was evaluated on."""
+    memory: dict = field(default_factory=dict)  # member -> MemoryJudgement (`judge`); empty until judged
+    memory_level: float = MEMORY_LEVEL
 
     def as_dict(self) -> dict:
         rows = []
         for h, s in zip(self.members, self.summaries):
-            row = {**hyper_dict(h), **s.as_dict(), "eval": self.eval.get(s.member, {})}
+            j = self.memory.get(s.member, NO_JUDGEMENT)
+            row = {**hyper_dict(h), **s.as_dict(), "eval": self.eval.get(s.member, {}),
+                   "memory": {"remembers": j.remembers, "threshold": j.threshold, "positions": j.positions}}
             rows.append(row)
         return {
             "task": {"name": self.run.task.name, **self.run.task.params()},
             "model": model_dict(self.run),
             "train": asdict(self.run.train),
             "no_memory_baseline": self.baseline,
+            "memory_level": self.memory_level,
             "seconds": self.seconds,
             "members": rows,
         }
@@ -105,7 +116,22 @@ def train(run: RunConfig | FamilyRun, members: list[Hyper], *, progress: bool = 
                                  "loss": float(on["loss"][row]), off_key: float(off["mem_acc"][row])}
     return TrainResult(run=run, members=members, summaries=pop.summaries(), eval=evaluated,
                        baseline=run.task.no_memory_baseline(), seconds=time.perf_counter() - start,
-                       history=history)
+                       history=history, eval_batches=eval_batches)
+
+
+def judge(result: TrainResult, positions: Mapping[int, int], level: float = MEMORY_LEVEL) -> TrainResult:
+    """`result` with each member's memory judgement (`sweeper.outcomes.judge_memory`, the rule studies
+    store in `sw_members.remembers`). `positions`: seed -> the memory positions its evaluation scored
+    (`sweeper.study.memory.eval_memory_positions(run.task, seeds, result.eval_batches, batch_size)`)."""
+    memory = {}
+    for h, s in zip(result.members, result.summaries):
+        ev = result.eval.get(s.member, {})
+        memory[s.member] = judge_memory(s.outcome, ev.get("mem_acc"), result.baseline, positions.get(h.seed), level)
+    return replace(result, memory=memory, memory_level=level)
+
+
+def _remembers(j: MemoryJudgement) -> str:
+    return "-" if j.remembers is None else ("yes" if j.remembers else "no")
 
 
 def _nanmean(values) -> float:
@@ -158,7 +184,8 @@ def format_summary(result: TrainResult) -> str:
         lines += _family_rows(result)
     else:
         lines.append(f"{'#':>3} {'lr':>9} {'plast':>9} {'ratio':>5} {'gamma':>5} {'clip':>6} {'seed':>4}  "
-                     f"{'outcome':<13} {'step':>6} {'loss':>7} {'mem_acc':>7} {'eval_mem':>8} {'no_eph':>6}")
+                     f"{'outcome':<13} {'step':>6} {'loss':>7} {'mem_acc':>7} {'eval_mem':>8} {'memory':>6} "
+                     f"{'no_eph':>6}")
         for h, s in zip(result.members, result.summaries):
             ev = result.eval.get(s.member, {})
             f = s.final
@@ -166,15 +193,36 @@ def format_summary(result: TrainResult) -> str:
             lines.append(
                 f"{s.member:>3} {h.lr:>9.3g} {h.plasticity:>9.3g} {h.ratio:>5.2f} {h.gamma:>5.2f} {h.clip:>6.3g} "
                 f"{h.seed:>4}  {s.outcome:<13} {step:>6} {_f(f, 'loss', '>7.3f')} "
-                f"{_f(f, 'mem_acc', '>7.3f')} {_f(ev, 'mem_acc', '>8.3f')} {_f(ev, 'mem_acc_no_eph', '>6.3f')}"
+                f"{_f(f, 'mem_acc', '>7.3f')} {_f(ev, 'mem_acc', '>8.3f')} "
+                f"{_remembers(result.memory.get(s.member, NO_JUDGEMENT)):>6} {_f(ev, 'mem_acc_no_eph', '>6.3f')}"
             )
-    scored = [(ev["mem_acc"], member) for member, ev in result.eval.items() if not math.isnan(ev.get("mem_acc", math.nan))]
-    if scored:
-        best, member = max(scored)
-        verdict = "above" if best > result.baseline else "not above"
-        lines += ["", f"best eval memory accuracy {best:.3f} (member {member}): {verdict} the no-memory baseline "
-                      f"{result.baseline:.3f}"]
+    lines += _memory_lines(result)
     return "\n".join(lines)
+
+
+def _memory_lines(result: TrainResult) -> list[str]:
+    """How many stable members remember, and the best one's verdict (the last line)."""
+    scored = [(ev["mem_acc"], member) for member, ev in result.eval.items() if not math.isnan(ev.get("mem_acc", math.nan))]
+    if not scored:
+        return []
+    best, member = max(scored)
+    judged = [j for j in result.memory.values() if j.remembers is not None]
+    level = f"{100 * result.memory_level:g}%"
+    lines = [""]
+    if judged:
+        lines.append(f"stable members that remember: {sum(j.remembers for j in judged)} of {len(judged)} (their eval "
+                     f"memory accuracy beats what a member without memory reaches at {level}; sweeper.outcomes.judge_memory)")
+    j = result.memory.get(member, NO_JUDGEMENT)
+    head = f"best eval memory accuracy {best:.3f} (member {member}): "
+    if j.remembers is None:
+        verdict = f"not judged (no memory positions scored); the no-memory baseline {result.baseline:.3f}"
+    elif j.remembers:
+        verdict = (f"remembers: beats {j.threshold:.3f}, the most a member without memory reaches at {level} over "
+                   f"{j.positions} memory positions (the no-memory baseline {result.baseline:.3f})")
+    else:
+        verdict = (f"does not remember: within chance of the no-memory baseline {result.baseline:.3f} (it needs more "
+                   f"than {j.threshold:.3f} over {j.positions} memory positions at {level})")
+    return [*lines, head + verdict]
 
 
 def _family_rows(result: TrainResult) -> list[str]:
@@ -185,7 +233,7 @@ def _family_rows(result: TrainResult) -> list[str]:
     delta = not fastweights and run.model.rule != "hebb"
     rate = "eta" if fastweights else "beta_scale"
     lines = [f"{'#':>3} {'lr':>9} {rate:>10} {'lambda':>6} {'clip':>6} {'seed':>4}  {'outcome':<13} {'step':>6} "
-             f"{'loss':>7} {'mem_acc':>7} {'eval_mem':>8} {'no_fast':>7}  {'fast_norm':>9} {'g_fast/rest':>11}"
+             f"{'loss':>7} {'mem_acc':>7} {'eval_mem':>8} {'memory':>6} {'no_fast':>7}  {'fast_norm':>9} {'g_fast/rest':>11}"
              + (f" {'trans_max':>9}" if delta else "")]
     for h, s in zip(result.members, result.summaries):
         ev = result.eval.get(s.member, {})
@@ -194,7 +242,8 @@ def _family_rows(result: TrainResult) -> list[str]:
         lines.append(
             f"{s.member:>3} {h.lr:>9.3g} {getattr(h, rate):>10.3g} {h.lam:>6.3g} {h.clip:>6.3g} {h.seed:>4}  "
             f"{s.outcome:<13} {step:>6} {_f(f, 'loss', '>7.3f')} {_f(f, 'mem_acc', '>7.3f')} "
-            f"{_f(ev, 'mem_acc', '>8.3f')} {_f(ev, 'mem_acc_no_fast', '>7.3f')}  {_f(f, 'fast_norm', '>9.3g')} "
+            f"{_f(ev, 'mem_acc', '>8.3f')} {_remembers(result.memory.get(s.member, NO_JUDGEMENT)):>6} "
+            f"{_f(ev, 'mem_acc_no_fast', '>7.3f')}  {_f(f, 'fast_norm', '>9.3g')} "
             f"{_f(f, 'grad_fast_ratio', '>11.3g')}" + (f" {_f(f, 'transition_max', '>9.3g')}" if delta else "")
         )
     lines += ["", "stability signals, last batch: fast_norm = RMS norm of the fast state at a sequence's end; "
@@ -206,5 +255,5 @@ def _family_rows(result: TrainResult) -> list[str]:
     return lines
 
 
-__all__ = ["TrainResult", "train", "format_summary", "describe_model", "describe_training", "hyper_dict",
+__all__ = ["TrainResult", "train", "judge", "format_summary", "describe_model", "describe_training", "hyper_dict",
            "model_dict", "is_family", "FAMILY_SIGNALS"]

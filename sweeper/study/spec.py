@@ -54,12 +54,20 @@ Two searches use a fitted stability boundary (`sweeper.analysis`):
                                 # max_skips in a row, the most stable proposal seen is moved onto
                                 # the predicted-stable side (within bounds) and trained
 
+Both searches, `sweeper boundary` and the dashboard work in the study's plane: two axes of its
+model, `DEFAULT_PLANES` unless `[search] plane` names them (each must then vary in [space]):
+
+    [search]
+    plane = ["lr", "lambda"]    # default: ephemeral and rnn (lr, plasticity), fastweights (lr, eta),
+                                # fwp (lr, beta_scale); a frontier search needs both axes in [space]
+
 A study of a fast-weight family (docs/families.md) names it in `[model] kind` ("fastweights" or
 "fwp", with that model's options as in run files) and searches the family's own axes
 (`FAMILY_AXES`): fastweights lr, eta, lambda, clip; fwp lr, beta_scale, lambda, clip. The
 family's categorical options (phi, rule, decay, ...) stay in [model]; `[train]` takes the families'
-settings (updater bptt, optimizer sgd or adam). Such a study has no frontier search, no
-boundary_fit filter and no early warning (each refused by name):
+settings (updater bptt, optimizer sgd or adam). Its plane defaults to (lr, eta) or (lr, beta_scale).
+Its early warning reads the family's own signals (`sweeper.warn.signals`); the predictor
+`transition_bound` is for fwp's delta rules only (refused elsewhere by name). For example:
 
     [model]
     kind = "fwp"
@@ -101,6 +109,7 @@ import numpy as np
 
 from sweeper.config import ConfigError, Hyper, RunConfig, check_bool, check_choice, check_int, check_real
 from sweeper.engine.families.config import FAMILIES, FamilyRun
+from sweeper.outcomes import MEMORY_LEVEL, MEMORY_LEVEL_RANGE
 from sweeper.study.runfile import FAMILY_HYPERS, FAMILY_MODELS, build_run, family_axes, model_kind
 
 HYPER_AXES = ("lr", "plasticity", "ratio", "gamma", "clip")
@@ -113,6 +122,16 @@ lambda, clip)} (FastWeightsHyper, FWPHyper by study-axis name)."""
 def axes_of(kind: str) -> tuple[str, ...]:
     """The axes a study of model `kind` may search or fix, in canonical order."""
     return FAMILY_AXES.get(kind, HYPER_AXES)
+
+
+DEFAULT_PLANES = {"ephemeral": ("lr", "plasticity"), "rnn": ("lr", "plasticity"), "fastweights": ("lr", "eta"),
+                  "fwp": ("lr", "beta_scale")}
+"""The (x, y) plane of a study's stability boundary and frontier, by model, when `[search] plane` is not given."""
+
+
+def default_plane(kind: str) -> tuple[str, str]:
+    """The plane of a study of model `kind` that names none (`DEFAULT_PLANES`)."""
+    return DEFAULT_PLANES.get(kind, DEFAULT_PLANES["ephemeral"])
 OBJECTIVE_METRICS = {
     "eval_mem_acc": "maximize",
     "mem_acc": "maximize",
@@ -141,12 +160,13 @@ TOP_KEYS = ("name", "description", "task", "model", "train", "search", "objectiv
             "execution", "early_warning")
 REQUIRED_KEYS = ("name", "task", "search", "objectives", "space")
 SEARCH_KEYS = ("kind", "sampler", "configs", "seed", "initial", "explore", "candidates", "boundary_fit",
-               "min_p_stable", "max_skips")
+               "min_p_stable", "max_skips", "plane")
 FRONTIER_KEYS = ("initial", "explore", "candidates")
 FILTER_KEYS = ("boundary_fit", "min_p_stable", "max_skips")
 OBJECTIVE_KEYS = ("metric", "direction")
 AXIS_KEYS = ("low", "high", "log", "num", "values")
-EXECUTION_KEYS = ("seeds", "members_per_trial", "cpus", "gpus", "max_failures", "eval_batches", "report_every")
+EXECUTION_KEYS = ("seeds", "members_per_trial", "cpus", "gpus", "max_failures", "eval_batches", "report_every",
+                  "memory_level")
 EARLY_WARNING_KEYS = ("enabled", "predictor", "shadow_fraction", "min_step", "threshold", "params", "pack_stop")
 
 
@@ -214,6 +234,9 @@ class Search:
     """optuna with boundary_fit: proposals predicted less stable than this are skipped (not trained)."""
     max_skips: int | None = None
     """optuna with boundary_fit: skips in a row before the most stable proposal seen is trained anyway."""
+    plane: tuple[str, str] | None = None
+    """The (x, y) axes of the study's boundary and frontier as the file names them; None: the model's
+    default (`StudySpec.plane` resolves it)."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +254,10 @@ class Execution:
     """Batches of fresh sequences evaluated after training (0: none; then no eval_* objective)."""
     report_every: int
     """Training batches between progress reports to Ray Tune."""
+    memory_level: float = MEMORY_LEVEL
+    """Confidence of the memory judgement, in (0.5, 1): a stable member remembers when its evaluation
+    memory accuracy beats what a member without memory reaches with this probability
+    (`sweeper.outcomes.memory_threshold`)."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +305,12 @@ class StudySpec:
     def kind(self) -> str:
         """The model kind: "ephemeral", "rnn", "fastweights" or "fwp"."""
         return self.run.model.family if isinstance(self.run, FamilyRun) else self.run.model.kind
+
+    @property
+    def plane(self) -> tuple[str, str]:
+        """The (x, y) axes of the study's stability boundary and frontier: `[search] plane`, else the
+        model's default (`DEFAULT_PLANES`)."""
+        return self.search.plane or default_plane(self.kind)
 
     @property
     def is_family(self) -> bool:
@@ -335,6 +368,8 @@ class StudySpec:
         for key in FRONTIER_KEYS + FILTER_KEYS:
             if getattr(self.search, key) is not None:
                 search[key] = getattr(self.search, key)
+        if self.search.plane is not None:
+            search["plane"] = list(self.search.plane)
         ex, ew = self.execution, self.early_warning
         early = {"enabled": ew.enabled, "predictor": ew.predictor, "shadow_fraction": ew.shadow_fraction,
                  "min_step": ew.min_step, "params": dict(ew.params)}
@@ -352,7 +387,9 @@ class StudySpec:
             "fixed": {k: _encode(v) for k, v in self.fixed.items()},
             "execution": {"seeds": list(ex.seeds), "members_per_trial": ex.members_per_trial, "cpus": ex.cpus,
                           "gpus": ex.gpus, "max_failures": ex.max_failures, "eval_batches": ex.eval_batches,
-                          "report_every": ex.report_every},
+                          "report_every": ex.report_every,
+                          # only when set: a study stored without it keeps its spec (and resumes)
+                          **({"memory_level": ex.memory_level} if ex.memory_level != MEMORY_LEVEL else {})},
             "early_warning": early,
         }
 
@@ -539,8 +576,9 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
     objectives = _objectives(data["objectives"])
     fixed = _fixed(data.get("fixed", {}), mkind)
     space = _space(data["space"], kind, fixed, mkind)
-    if family:
-        _check_family_search(mkind, kind, search_raw)
+    if mkind == "rnn" and "ratio" not in fixed and all(a.name != "ratio" for a in space):
+        fixed["ratio"] = 0.0  # the RNN baseline has no ephemeral entries: ratio 0 unless the file says otherwise
+    plane = _plane(search_raw, mkind, space)
 
     if kind == "grid":
         configs = math.prod(len(a.values) for a in space)
@@ -554,7 +592,8 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
             raise ConfigError("search.configs", f"missing; a {kind} search needs the number of configurations, "
                               f"an integer in [1, {MAX_CONFIGS}]")
         configs = check_int("search.configs", search_raw["configs"], low=1, high=MAX_CONFIGS)
-    search = Search(kind, sampler, configs, seed, **_search_extras(search_raw, kind, configs, space))
+    search = Search(kind, sampler, configs, seed, **_search_extras(search_raw, kind, configs, space,
+                                                                  plane or default_plane(mkind)), plane=plane)
     _check_sampler(search, space, objectives)
 
     execution = _execution(data.get("execution", {}), run)
@@ -568,10 +607,13 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
                 raise ConfigError("execution.eval_batches", f"0, but objective {o.metric} needs an evaluation; "
                                   "expected an integer in [1, 100000]")
     early = _early_warning(data.get("early_warning", {}), run)
-    if family and early.enabled:
-        raise ConfigError("early_warning.enabled", f"model {mkind}: the early-warning watcher is not available for "
-                          "the fast-weight families (its predictors read the ephemeral model's signals); set "
-                          "enabled = false")
+    # transition_bound (sweeper.warn.predictors) reads transition_max, which only the delta rules record
+    if early.enabled and early.predictor == "transition_bound" and not (
+            mkind == "fwp" and run.model.rule in ("delta", "gated_delta")):
+        on = f"fwp (rule {run.model.rule})" if mkind == "fwp" else mkind
+        raise ConfigError("early_warning.predictor", f"transition_bound applies to model fwp with rule delta or "
+                          f"gated_delta (it watches their transition_max); this study's model is {on}: use "
+                          "ratio_rule or a stored predictor")
 
     _check_model(run, fixed, space)
     if check_memory:
@@ -581,7 +623,8 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
                      execution=execution, early_warning=early)
 
 
-def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple[Axis, ...]) -> dict[str, Any]:
+def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple[Axis, ...],
+                   plane: tuple[str, str]) -> dict[str, Any]:
     """The frontier keys (kind = "frontier") and the boundary-filter keys (kind = "optuna")."""
     for key in FRONTIER_KEYS:
         if key in raw and kind != "frontier":
@@ -591,9 +634,10 @@ def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple
             raise ConfigError(f"search.{key}", f"applies to kind = \"optuna\" only; this search is {kind!r}")
     if kind == "frontier":
         names = {a.name for a in space}
-        if not {"lr", "plasticity"} <= names:
-            raise ConfigError("space", "a frontier search maps the boundary in the (lr, plasticity) plane: "
-                              "search both [space.lr] and [space.plasticity]")
+        if not set(plane) <= names:
+            x, y = plane
+            raise ConfigError("space", f"a frontier search maps the boundary in the study's ({x}, {y}) plane: "
+                              f"search both [space.{x}] and [space.{y}] (or name the plane: search.plane)")
         initial = check_int("search.initial", raw.get("initial", min(4, configs)), low=1, high=MAX_CONFIGS)
         if initial > configs:
             raise ConfigError("search.initial", f"got {initial}; the seed design cannot exceed configs ({configs})")
@@ -708,13 +752,30 @@ def _check_family_options(model: str, raw: Mapping[str, Any]) -> None:
         raise ConfigError(f"model.{key}", f"{owner}; the options of {model}: {', '.join(sorted(own - {'kind'}))}")
 
 
-def _check_family_search(model: str, kind: str, raw: Mapping[str, Any]) -> None:
-    if kind == "frontier":
-        raise ConfigError("search.kind", f"model {model}: the frontier search maps the ephemeral model's (lr, "
-                          "plasticity) boundary; a family study takes grid, random or optuna")
-    if "boundary_fit" in raw:
-        raise ConfigError("search.boundary_fit", f"model {model}: boundary fits are of the ephemeral model's "
-                          "(lr, plasticity) plane; remove boundary_fit (and min_p_stable, max_skips)")
+def _plane(raw: Mapping[str, Any], model: str, space: tuple[Axis, ...]) -> tuple[str, str] | None:
+    """`[search] plane`: two distinct axes of the model, each varying in [space]; None when not given.
+    (Whether a `boundary_fit` study shares the model and plane is checked against its stored fit, by
+    `sweeper.sweep.frontier.check_source`.)"""
+    if "plane" not in raw:
+        return None
+    value, axes = raw["plane"], axes_of(model)
+    allowed = f"the axes of model {model}: {', '.join(axes)}"
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(a, str) for a in value):
+        example = ", ".join(f'"{a}"' for a in default_plane(model))
+        raise ConfigError("search.plane", f"got {value!r}; expected two axes (x, y), e.g. plane = [{example}]; "
+                          f"{allowed}")
+    for a in value:
+        if a not in axes:
+            raise ConfigError("search.plane", f"{a!r} is not an axis of model {model}; {allowed}")
+    if value[0] == value[1]:
+        raise ConfigError("search.plane", f"names {value[0]} twice; expected two distinct axes; {allowed}")
+    varying = [a.name for a in space if a.values is None or len(a.values) > 1]
+    for a in value:
+        if a not in varying:
+            raise ConfigError("search.plane", f"{a} does not vary in [space]; each axis of the plane must be "
+                              f"searched over a range or two or more values (varying here: "
+                              f"{', '.join(varying) or 'none'})")
+    return value[0], value[1]
 
 
 def _axis(name: str, raw: Any, kind: str, model: str = "ephemeral") -> Axis:
@@ -814,6 +875,8 @@ def _execution(raw: Any, run: RunConfig) -> Execution:
         max_failures=check_int("execution.max_failures", spec.get("max_failures", 1), low=-1, high=100),
         eval_batches=check_int("execution.eval_batches", spec.get("eval_batches", 10), low=0, high=100_000),
         report_every=check_int("execution.report_every", spec.get("report_every", 25), low=1, high=1 << 40),
+        memory_level=check_real("execution.memory_level", spec.get("memory_level", MEMORY_LEVEL),
+                                low=MEMORY_LEVEL_RANGE[0], high=MEMORY_LEVEL_RANGE[1], low_open=True, high_open=True),
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from .verdict import CONSTRAINT
+from .verdict import CONSTRAINT, REMEMBERS_ATTR
 
 
 def optuna_name(study_name: str) -> str:
@@ -156,6 +156,8 @@ def tell(ostudy, number: int, verdict: dict) -> None:
         return
     trial = optuna.trial.Trial(ostudy, trial_id)
     trial.set_user_attr("sweeper_verdict", verdict.get("reason", ""))
+    if verdict.get(REMEMBERS_ATTR) is not None:  # feasible is stable; useful (it remembers) is told here
+        trial.set_user_attr(REMEMBERS_ATTR, float(verdict[REMEMBERS_ATTR]))
     state = verdict["state"]
     if state == "complete":
         instability = verdict.get("instability")

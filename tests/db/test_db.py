@@ -149,7 +149,7 @@ def schema_of(url: str) -> dict:
 
 def test_blank_database_gets_the_schema_of_the_models(db_url):
     assert current_revision(db_url) is None
-    assert upgrade(db_url) == SCHEMA_REVISION == head_revision() == "0005"
+    assert upgrade(db_url) == SCHEMA_REVISION == head_revision() == "0006"
     assert current_revision(db_url) == SCHEMA_REVISION
     engine = sa.create_engine(parse_url(db_url))
     tables = set(sa.inspect(engine).get_table_names())
@@ -194,7 +194,7 @@ def _tables_at(revision: str) -> dict[str, sa.Table]:
 def upgrade_to_head_and_compare_with_a_new_database(db_url, fresh_database, tmp_path) -> None:
     """Upgrade `db_url` to this code's revision and check its schema against the models and against a
     database created new at that revision."""
-    assert upgrade(db_url) == SCHEMA_REVISION == "0005"
+    assert upgrade(db_url) == SCHEMA_REVISION == "0006"
     assert model_diff(db_url) == [], "the migrations and models.py disagree; write a new revision"
     (tmp_path / "blank").mkdir()
     with fresh_database("sqlite" if db_url.startswith("sqlite") else "postgresql", tmp_path / "blank") as blank_url:
@@ -232,7 +232,7 @@ def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_u
         )  # fmt: skip
 
     assert upgrade(db_url, "0002") == "0002"
-    with pytest.raises(StorageError, match="has schema revision 0002; this code needs revision 0005.*upgrade"):
+    with pytest.raises(StorageError, match="has schema revision 0002; this code needs revision 0006.*upgrade"):
         open_db(db_url)  # an un-migrated database is refused, and left as it is
     assert current_revision(db_url) == "0002"
     t = _tables_at("0002")
@@ -247,7 +247,7 @@ def test_upgrade_from_revisions_1_2_and_3_keeps_rows_and_matches_the_models(db_u
     from sweeper.db.types import Float64, StrictJSON
 
     assert upgrade(db_url, "0003") == "0003"
-    with pytest.raises(StorageError, match="has schema revision 0003; this code needs revision 0005.*upgrade"):
+    with pytest.raises(StorageError, match="has schema revision 0003; this code needs revision 0006.*upgrade"):
         open_db(db_url)
     members_0003 = sa.Table(
         "sw_members", sa.MetaData(),
@@ -325,7 +325,7 @@ def test_upgrade_from_revision_4_backfills_model_kind_and_takes_family_members(d
     from sweeper.db.types import Float64, StrictJSON, UTCDateTime
 
     assert upgrade(db_url, "0004") == "0004"
-    with pytest.raises(StorageError, match="has schema revision 0004; this code needs revision 0005.*upgrade"):
+    with pytest.raises(StorageError, match="has schema revision 0004; this code needs revision 0006.*upgrade"):
         open_db(db_url)
     m = sa.MetaData()
     studies = sa.Table("sw_studies", m, sa.Column("id"), sa.Column("name"), sa.Column("status"),

@@ -51,6 +51,14 @@ def test_pack_rows_carry_onset_detection_and_final_step(db_url, tmp_path):
                 assert m.final_loss == want.final["loss"] or math.isnan(m.final_loss)
             else:
                 assert m.explode_onset is None and m.final_step == spec.run.train.batches - 1
+            # the memory judgement: a stable member's, at the evaluation's size (one memory position per
+            # key-recall sequence); none for an exploded one
+            if m.outcome == Outcome.STABLE:
+                n = spec.execution.eval_batches * spec.run.train.batch_size
+                assert m.eval_mem_positions == n and m.remembers is not None
+                assert m.remembers == (m.eval_mem_acc > m.memory_threshold) and 0 < m.memory_threshold < 1
+            else:
+                assert (m.remembers, m.memory_threshold, m.eval_mem_positions) == (None, None, None)
         rows = member_rows(db, "onset")
         assert list(rows[0]) == list(MEMBER_COLUMNS)
         assert {(r["explode_onset"], r["explode_step"], r["final_step"]) for r in rows} == {

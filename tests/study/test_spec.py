@@ -189,6 +189,9 @@ def test_valid_variants():
     rnn = parse_study(study(model='[model]\nkind = "rnn"\nwidth = 16\n', train='[train]\nupdater = "bptt"\nbatches = 50\n',
                             fixed="[fixed]\nratio = 0.0\n"))
     assert rnn.hypers({"lr": 0.01, "plasticity": 100.0})[0].ratio == 0.0
+    rnn_default = parse_study(study(model='[model]\nkind = "rnn"\nwidth = 16\n', fixed=None,
+                                    train='[train]\nupdater = "bptt"\nbatches = 50\n'))
+    assert rnn_default.hypers({"lr": 0.01, "plasticity": 100.0})[0].ratio == 0.0  # no ephemeral entries by default
     assert set(OBJECTIVE_METRICS.values()) == {"maximize", "minimize"}
     assert isinstance(minimal.space[0], Axis)
 
@@ -278,8 +281,8 @@ BAD = [
     ("objectives-as-table", study(objectives='[objectives]\nmetric = "mem_acc"\n'), "objectives"),
     ("objective-without-metric", study(objectives='[[objectives]]\ndirection = "maximize"\n'), "objectives[0].metric"),
     ("eval-objective-without-eval", study(execution="[execution]\neval_batches = 0\n"), "execution.eval_batches"),
-    ("rnn-default-ratio", study(model='[model]\nkind = "rnn"\nwidth = 16\n', train='[train]\nupdater = "bptt"\n'),
-     "fixed.ratio"),
+    ("rnn-nonzero-ratio", study(model='[model]\nkind = "rnn"\nwidth = 16\n', train='[train]\nupdater = "bptt"\n',
+                                fixed="[fixed]\nratio = 0.1\n"), "fixed.ratio"),
     ("rnn-ratio-axis", study(model='[model]\nkind = "rnn"\nwidth = 16\n', train='[train]\nupdater = "bptt"\n',
                              space="[space.ratio]\nvalues = [0.0, 0.1]\n"), "space.ratio"),
     ("ephemeral-with-adam", study(train='[train]\noptimizer = "adam"\n'), "train.optimizer"),
@@ -351,11 +354,13 @@ BAD += [
     ("fw-updater-dfa", study(**{**FW, "train": '[train]\nbatches = 50\nupdater = "dfa"\n'}), "train.updater"),
     ("fw-optimizer", study(**{**FW, "train": '[train]\nbatches = 50\noptimizer = "rmsprop"\n'}), "train.optimizer"),
     ("fw-grad-clip", study(**{**FW, "train": "[train]\nbatches = 50\ngrad_clip = 1.0\n"}), "train.grad_clip"),
-    ("fw-early-warning", study(**{**FW, "early_warning": "[early_warning]\nenabled = true\n"}),
-     "early_warning.enabled"),
-    ("fw-frontier", study(**{**FW, "search": '[search]\nkind = "frontier"\nconfigs = 4\n'}), "search.kind"),
-    ("fwp-boundary-fit", study(**{**FWP, "search": '[search]\nkind = "optuna"\nconfigs = 4\nboundary_fit = "self"\n'}),
-     "search.boundary_fit"),
+    ("fw-transition-bound", study(**{**FW, "early_warning": '[early_warning]\nenabled = true\n'
+                                                              'predictor = "transition_bound"\n'}),
+     "early_warning.predictor"),
+    ("fw-frontier-without-its-plane", study(**{**FW, "search": '[search]\nkind = "frontier"\nconfigs = 4\n',
+                                               "space": "[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\n"}), "space"),
+    ("fwp-plane-of-another-model", study(**{**FWP, "search": '[search]\nkind = "optuna"\nconfigs = 4\n'
+                                                            'plane = ["lr", "plasticity"]\n'}), "search.plane"),
     ("fw-pack-does-not-fit", study(**{**FW, "model": '[model]\nkind = "fastweights"\nhidden = 65536\n'}),
      "execution.members_per_trial"),
 ]
@@ -448,3 +453,77 @@ def test_file_level_errors(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text(study())
     assert load_study(good).path == str(good)
+
+
+# --- the plane: [search] plane ------------------------------------------------------------------
+
+
+def _search(kind: str = "optuna", extra: str = "") -> str:
+    return f'[search]\nkind = "{kind}"\nconfigs = 4\n{extra}'
+
+
+@pytest.mark.parametrize("chunks, plane", [({}, ("lr", "plasticity")), (FW, ("lr", "eta")), (FWP, ("lr", "beta_scale"))])
+def test_default_plane_is_the_models(chunks, plane):
+    from sweeper.study.spec import DEFAULT_PLANES
+
+    spec = parse_study(study(**chunks))
+    assert spec.plane == plane == DEFAULT_PLANES[spec.kind] and spec.search.plane is None
+    assert "plane" not in spec.to_dict()["search"]  # a study that names none stores none (its spec is unchanged)
+
+
+def test_a_named_plane_is_kept_and_round_trips():
+    space = FWP["space"] + "\n[space.lambda]\nvalues = [0.9, 0.99]\n"
+    model = FWP_MODEL.replace('"delta"', '"gated_delta"') + 'decay = "constant"\n'
+    spec = parse_study(study(**{**FWP, "model": model, "space": space, "search": _search(extra='plane = ["lambda", "lr"]\n')}))
+    assert spec.plane == spec.search.plane == ("lambda", "lr")
+    stored = json.loads(json.dumps(spec.to_dict()))
+    assert stored["search"]["plane"] == ["lambda", "lr"]
+    assert study_from_dict(stored).plane == ("lambda", "lr")
+
+
+def test_family_frontier_and_boundary_fit_parse():
+    frontier = parse_study(study(**{**FW, "search": _search("frontier")}))
+    assert (frontier.search.kind, frontier.plane) == ("frontier", ("lr", "eta"))
+    filtered = parse_study(study(**{**FWP, "search": _search(extra='boundary_fit = "self"\n')}))
+    assert filtered.search.boundary_fit == "self" and filtered.plane == ("lr", "beta_scale")
+    lam = FW["space"] + "\n[space.lambda]\nlow = 0.5\nhigh = 0.99\n"
+    chosen = parse_study(study(**{**FW, "fixed": None, "space": lam,
+                                  "search": _search("frontier", 'plane = ["lr", "lambda"]\n')}))
+    assert chosen.plane == ("lr", "lambda")
+
+
+PLANE_REFUSALS = [
+    ("not-a-list", {}, 'plane = "lr"', ["got 'lr'; expected two axes (x, y), e.g. plane = [\"lr\", \"plasticity\"]"]),
+    ("one-axis", {}, 'plane = ["lr"]', ["expected two axes"]),
+    ("three-axes", {}, 'plane = ["lr", "plasticity", "gamma"]', ["expected two axes"]),
+    ("not-strings", {}, "plane = [1, 2]", ["expected two axes"]),
+    ("unknown-axis", {}, 'plane = ["lr", "momentum"]',
+     ["'momentum' is not an axis of model ephemeral; the axes of model ephemeral: lr, plasticity, ratio, gamma, clip"]),
+    ("twice", {}, 'plane = ["lr", "lr"]', ["names lr twice; expected two distinct axes"]),
+    ("fixed-axis", {}, 'plane = ["lr", "gamma"]', ["gamma does not vary in [space]", "(varying here: lr, plasticity)"]),
+    ("another-models-axis", FWP, 'plane = ["lr", "plasticity"]',
+     ["'plasticity' is not an axis of model fwp; the axes of model fwp: lr, beta_scale, lambda, clip"]),
+    ("seed", FW, 'plane = ["lr", "seed"]', ["'seed' is not an axis of model fastweights"]),
+    ("default-of-another-model", FW, 'plane = ["lr", "beta_scale"]', ["the axes of model fastweights: lr, eta, lambda, clip"]),
+]
+
+
+@pytest.mark.parametrize("chunks, line, parts", [c[1:] for c in PLANE_REFUSALS], ids=[c[0] for c in PLANE_REFUSALS])
+def test_bad_planes_are_refused_naming_the_field_and_the_allowed_axes(chunks, line, parts):
+    with pytest.raises(StudyError) as err:
+        parse_study(study(**{**chunks, "search": _search(extra=line + "\n")}), "p.toml")
+    assert err.value.field == "search.plane" and str(err.value).startswith("p.toml: search.plane: ")
+    for part in parts:
+        assert part in str(err.value), str(err.value)
+
+
+def test_a_plane_axis_with_a_single_value_is_refused():
+    single = "[space.lr]\nlow = 1e-3\nhigh = 1e-1\nlog = true\n\n[space.plasticity]\nvalues = [1e2]\n"
+    with pytest.raises(StudyError, match=r"search.plane: plasticity does not vary in \[space\]"):
+        parse_study(study(space=single, search=_search(extra='plane = ["lr", "plasticity"]\n')))
+
+
+def test_a_frontier_needs_its_plane_in_the_space():
+    with pytest.raises(StudyError, match=r"space: a frontier search maps the boundary in the study's \(lr, beta_scale\) "
+                                         r"plane: search both \[space.lr\] and \[space.beta_scale\]"):
+        parse_study(study(**{**FWP, "search": _search("frontier"), "space": "[space.lr]\nlow = 1e-3\nhigh = 1e-1\n"}))
