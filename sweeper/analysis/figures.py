@@ -1,14 +1,18 @@
 """The paper's Fig. 6 and Fig. 7 as outputs of a study, as Plotly figures.
 
-    fig7(db, study) -> go.Figure   # members in (log10 lr, log10 plasticity) by outcome, per-cell
-                                   # explosion rates, the fitted boundary (P = 0.5) and a slope -1 line
-    fig6(db, study) -> go.Figure   # grad_ratio and ephemeral / slow gradient norms over training,
-                                   # stable vs exploding members (downsampled)
+    fig7(db, study) -> go.Figure   # members in the study's plane (log10 lr, log10 plasticity for the
+                                   # ephemeral model) by outcome, per-cell explosion rates, the fitted
+                                   # boundary (P = 0.5) and a slope -1 line
+    fig6(db, study) -> go.Figure   # grad_ratio and ephemeral / slow gradient norms over training (a
+                                   # family's grad_fast_ratio, grad_fast, grad_rest), stable vs
+                                   # exploding members (downsampled)
     write_figures(db, study, "out/")   # fig6.html, fig7.html (plotly.js inlined: open offline)
 
 Each figure is a pure data function (`fig7_info`, `fig6_info`: plain dicts, tested) and a builder
 (`fig7_figure`, `fig6_figure`). Fig. 7 draws the study's latest stored boundary fit
-(`sweeper boundary STUDY`), else a point-estimate fit made on the spot (not stored), else no line.
+(`sweeper boundary STUDY`) when it is in the study's plane, else a point-estimate fit made on the
+spot (not stored), else no line. Its axes are the plane's scaled axes (`boundary.to_coord`: log10, or
+log10(1 - lambda)), an end value (clip inf, eta 0, lambda 1) one decade beyond the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +26,18 @@ import numpy as np
 from sweeper.jsonio import to_strict
 from sweeper.outcomes import FINISHED, Outcome
 
-from .boundary import BoundaryError, fit_members, latest_fit, load_members
+from .boundary import (
+    BoundaryError,
+    axis_label,
+    column,
+    fit_members,
+    latest_fit,
+    limit_coord,
+    load_members,
+    payload_plane,
+    product_name,
+    to_coord,
+)
 
 STABLE_COLOR = "#1f77b4"  # blue, as in the paper's Fig. 6
 EXPLODED_COLOR = "#8c564b"  # brown
@@ -33,7 +48,16 @@ PER_CLASS = 5
 """Fig. 6: members drawn per class."""
 JITTER = 0.03
 """Fig. 7: members of one configuration are spread by this much (log10 units) so seeds are visible."""
+_END = {"clip": "no clip", "eta": "eta 0", "lambda": "lambda 1"}
+"""How Fig. 7's axis titles name an axis's end value (drawn one decade beyond the rest)."""
 FIG6_METRICS = ("grad_ratio", "grad_eph", "grad_slow")
+"""Fig. 6's panels for the ephemeral model (and the RNN)."""
+FAMILY_FIG6_METRICS = ("grad_fast_ratio", "grad_fast", "grad_rest")
+"""Fig. 6's panels for a fast-weight family: the fast-state / rest gradient-norm ratio and its two norms."""
+FIG6_TITLES = {
+    FIG6_METRICS: ("ephemeral / slow gradient-norm ratio", "ephemeral gradient norm", "slow gradient norm"),
+    FAMILY_FIG6_METRICS: ("fast-state / rest gradient-norm ratio", "fast-state gradient norm", "rest gradient norm"),
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -41,21 +65,24 @@ FIG6_METRICS = ("grad_ratio", "grad_eph", "grad_slow")
 
 
 def fig7_info(db, study: str, *, seed: int = 0) -> dict[str, Any]:
-    """Members, cells and the boundary line of Fig. 7, in log10 units."""
+    """Members, cells and the boundary line of Fig. 7, in the study's plane's scaled coordinates."""
     members = load_members(db, study)
     if members.stable.size == 0:
         raise BoundaryError(f"study {study!r} has no finished members (stable, exploded or stopped early)")
-    x, y = np.log10(members.hypers["lr"]), np.log10(members.hypers["plasticity"])
+    xa, ya = members.plane
+    limits = {a: limit_coord(a, members.hypers[a]) for a in members.plane}
+    x, y = to_coord(xa, members.hypers[xa], limits[xa]), to_coord(ya, members.hypers[ya], limits[ya])
     rng = np.random.default_rng(seed)
     jx = x + rng.uniform(-JITTER, JITTER, x.size)
     jy = y + rng.uniform(-JITTER, JITTER, y.size)
     groups = {}
     for outcome in FINISHED:
         at = members.outcome == outcome.value
-        groups[outcome.value] = {"x": jx[at].tolist(), "y": jy[at].tolist(), "count": int(at.sum())}
+        groups[outcome.value] = {"x": to_strict(jx[at].tolist(), nonfinite=None),
+                                 "y": to_strict(jy[at].tolist(), nonfinite=None), "count": int(at.sum())}
     fit, source = None, None
     stored = latest_fit(db, study)
-    if stored is not None:
+    if stored is not None and payload_plane(stored.payload) == members.plane:
         fit, source = stored.payload, f"stored fit {stored.id} ({stored.kind})"
     else:
         try:
@@ -63,22 +90,26 @@ def fig7_info(db, study: str, *, seed: int = 0) -> dict[str, Any]:
         except BoundaryError as e:
             source = f"no boundary: {e.message}"
     line = None
-    if fit is not None and fit["boundary"]["slope"] is not None:
+    finite_x, finite_y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if fit is not None and fit["boundary"]["slope"] is not None and finite_x.size:
         b = fit["boundary"]
-        xs = [float(x.min()) - 0.1, float(x.max()) + 0.1]
-        x_mid = float(np.log10(fit["medians"]["lr"]))
+        xs = [float(finite_x.min()) - 0.1, float(finite_x.max()) + 0.1]
+        median = fit["medians"].get(xa)
+        x_mid = float(np.median(finite_x)) if median is None else float(to_coord(xa, median, limits[xa]))
         y_mid = b["slope"] * x_mid + b["intercept"]
         line = {"x": xs, "y": [b["slope"] * v + b["intercept"] for v in xs], "slope": b["slope"],
                 "intercept": b["intercept"], "slope_ci95": b["slope_ci95"],
-                "product": {"x": xs, "y": [y_mid - (v - x_mid) for v in xs]}}
+                "product": {"x": xs, "y": [y_mid - (v - x_mid) for v in xs], "name": product_name(members.plane)}}
     cells = []
-    for lr in np.unique(members.hypers["lr"]):
-        for p in np.unique(members.hypers["plasticity"][members.hypers["lr"] == lr]):
-            at = (members.hypers["lr"] == lr) & (members.hypers["plasticity"] == p)
-            cells.append({"x": float(np.log10(lr)), "y": float(np.log10(p)), "members": int(at.sum()),
-                          "explosion_rate": float((~members.stable[at]).mean())})
-    return {"study": study, "members": groups, "cells": cells, "boundary": line, "boundary_source": source,
-            "y_range": [float(y.min()) - 0.2, float(y.max()) + 0.2]}
+    hx, hy = members.hypers[xa], members.hypers[ya]
+    for cx, cy in sorted({(float(a), float(b)) for a, b in zip(hx, hy)}):
+        at = (hx == cx) & (hy == cy)
+        cells.append({"x": float(to_coord(xa, cx, limits[xa])), "y": float(to_coord(ya, cy, limits[ya])),
+                      "members": int(at.sum()), "explosion_rate": float((~members.stable[at]).mean())})
+    titles = {a: axis_label(a) + ("" if limits[a] is None else f" ({_END[a]} at {limits[a]:g})") for a in members.plane}
+    return {"study": study, "plane": [xa, ya], "x_title": titles[xa], "y_title": titles[ya], "members": groups,
+            "cells": to_strict(cells, nonfinite=None), "boundary": line, "boundary_source": source,
+            "y_range": [float(finite_y.min()) - 0.2, float(finite_y.max()) + 0.2] if finite_y.size else None}
 
 
 def fig7_figure(info: dict[str, Any]):
@@ -108,9 +139,11 @@ def fig7_figure(info: dict[str, Any]):
         fig.add_trace(go.Scatter(x=line["x"], y=line["y"], mode="lines", name=label,
                                  line={"color": "black", "width": 2}))
         fig.add_trace(go.Scatter(x=line["product"]["x"], y=line["product"]["y"], mode="lines",
-                                 name="slope -1 (lr * plasticity) through it", line={"color": "gray", "dash": "dash"}))
-    fig.update_layout(title=f"Fig. 7 - {info['study']}: stability over base LR x plasticity ({info['boundary_source']})",
-                      xaxis_title="log10 base learning rate", yaxis_title="log10 plasticity",
+                                 name=f"slope -1 ({line['product']['name']}) through it",
+                                 line={"color": "gray", "dash": "dash"}))
+    xa, ya = info["plane"]
+    fig.update_layout(title=f"Fig. 7 - {info['study']}: stability over {xa} x {ya} ({info['boundary_source']})",
+                      xaxis_title=info["x_title"], yaxis_title=info["y_title"],
                       yaxis_range=info["y_range"], template="plotly_white", legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -125,28 +158,37 @@ def fig7(db, study: str):
 
 
 def fig6_info(db, study: str, *, per_class: int = PER_CLASS, max_points: int = MAX_POINTS) -> dict[str, Any]:
-    """Traces of Fig. 6: up to `per_class` stable members (the highest lr * plasticity, nearest the
-    boundary) and exploding ones (the latest explosions, the longest traces), downsampled."""
+    """Traces of Fig. 6: up to `per_class` stable members (the highest product of the plane's axes
+    where both are rates or scales (lr, plasticity, eta, beta_scale), else the highest lr: nearest the
+    boundary) and exploding ones (the latest explosions, the longest traces), downsampled. The
+    metrics are the model's gradient-norm ratio and its two norms (`FIG6_METRICS`, or
+    `FAMILY_FIG6_METRICS` for a fast-weight family)."""
     import sqlalchemy as sa
 
     from sweeper.db import Member, MemberMetric
 
-    from .boundary import _study_id_or_refuse
+    from .boundary import _study_id_or_refuse, study_plane
 
     with db.read_session() as s:
         study_id = _study_id_or_refuse(s, db, study)
-        has_trace = sa.exists().where(MemberMetric.member_id == Member.id, MemberMetric.grad_ratio.is_not(None))
-        base = sa.select(Member.id, Member.lr, Member.plasticity, Member.seed, Member.explode_step).where(
+        where = study_plane(s, study_id)
+        names = FAMILY_FIG6_METRICS if where.kind in ("fastweights", "fwp") else FIG6_METRICS
+        ratio = getattr(MemberMetric, names[0])
+        x, y = (getattr(Member, column(a)) for a in where.plane)
+        scales = {"lr", "plasticity", "eta", "beta_scale"}
+        nearness = x * y if set(where.plane) <= scales else Member.lr
+        has_trace = sa.exists().where(MemberMetric.member_id == Member.id, ratio.is_not(None))
+        base = sa.select(Member.id, x.label("x"), y.label("y"), Member.seed, Member.explode_step).where(
             Member.study_id == study_id, has_trace)
         stable = s.execute(base.where(Member.outcome == Outcome.STABLE)
-                           .order_by((Member.lr * Member.plasticity).desc(), Member.id).limit(per_class)).all()
+                           .order_by(nearness.desc(), Member.id).limit(per_class)).all()
         exploded = s.execute(base.where(Member.outcome == Outcome.EXPLODED)
                              .order_by(Member.explode_step.desc(), Member.id).limit(per_class)).all()
         chosen = [(Outcome.STABLE.value, m) for m in stable] + [(Outcome.EXPLODED.value, m) for m in exploded]
         ids = [m.id for _, m in chosen]
         rows = s.execute(sa.select(MemberMetric.member_id, MemberMetric.step,
-                                   *(getattr(MemberMetric, k) for k in FIG6_METRICS))
-                         .where(MemberMetric.member_id.in_(ids), MemberMetric.grad_ratio.is_not(None))
+                                   *(getattr(MemberMetric, k) for k in names))
+                         .where(MemberMetric.member_id.in_(ids), ratio.is_not(None))
                          .order_by(MemberMetric.member_id, MemberMetric.step)).all()
     by_member: dict[int, list] = {i: [] for i in ids}
     for r in rows:
@@ -156,26 +198,29 @@ def fig6_info(db, study: str, *, per_class: int = PER_CLASS, max_points: int = M
         series = by_member[m.id]
         stride = max(1, math.ceil(len(series) / max_points))
         series = series[::stride]
-        traces.append({"outcome": outcome, "member_id": m.id, "lr": m.lr, "plasticity": m.plasticity,
+        traces.append({"outcome": outcome, "member_id": m.id, where.plane[0]: m.x, where.plane[1]: m.y,
                        "seed": m.seed, "explode_step": m.explode_step, "step": [r.step for r in series],
-                       **{k: to_strict([getattr(r, k) for r in series], nonfinite=None) for k in FIG6_METRICS}})
+                       **{k: to_strict([getattr(r, k) for r in series], nonfinite=None) for k in names}})
     if not traces:
-        raise BoundaryError(f"study {study!r} has no stable or exploded member with gradient-norm metrics")
-    return {"study": study, "traces": traces}
+        raise BoundaryError(f"study {study!r} has no stable or exploded member with gradient-norm metrics "
+                            f"({names[0]})")
+    return {"study": study, "plane": list(where.plane), "metrics": list(names), "traces": traces}
 
 
 def fig6_figure(info: dict[str, Any]):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    titles = ("ephemeral / slow gradient-norm ratio", "ephemeral gradient norm", "slow gradient norm")
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06)
+    names = tuple(info.get("metrics", FIG6_METRICS))
+    xa, ya = info.get("plane", ("lr", "plasticity"))
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, subplot_titles=FIG6_TITLES[names], vertical_spacing=0.06)
     shown = set()
     for t in info["traces"]:
         color = STABLE_COLOR if t["outcome"] == Outcome.STABLE else EXPLODED_COLOR
-        name = (f"{t['outcome']}: lr {t['lr']:.3g}, plasticity {t['plasticity']:.3g}, seed {t['seed']}"
+        values = ", ".join("no clip" if a == "clip" and t[a] == math.inf else f"{a} {t[a]:.3g}" for a in (xa, ya))
+        name = (f"{t['outcome']}: {values}, seed {t['seed']}"
                 + (f", exploded at {t['explode_step']}" if t["explode_step"] is not None else ""))
-        for row, metric in enumerate(FIG6_METRICS, start=1):
+        for row, metric in enumerate(names, start=1):
             fig.add_trace(go.Scatter(x=t["step"], y=t[metric], mode="lines", name=name, legendgroup=name,
                                      showlegend=row == 1, line={"color": color, "width": 1.2}, opacity=0.8),
                           row=row, col=1)

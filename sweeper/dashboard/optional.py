@@ -1,7 +1,8 @@
 """What the dashboard takes from other subpackages when they are there, imported lazily.
 
 - the stability boundary fit: `sweeper.analysis.boundary.latest_fit(db, study)` and
-  `p_stable(payload, {"lr": array, "plasticity": array, ...})`;
+  `p_stable(payload, {axis: array, ...})`, in any plane of the study's model; the memory onset and
+  the window stored with it (`sweeper.analysis.window`);
 - the paper's figures: `sweeper.analysis.figures.fig6(db, study)`, `fig7(db, study)`;
 - the early-warning evaluation: `sweeper.warn.evaluate.evaluate(db, study, predictor)`.
 
@@ -35,7 +36,9 @@ def _module(name: str):
 
 
 def boundary_fit(db, study: str) -> dict | Missing:
-    """{"payload": the fit's payload, "summary": {...}} for the study's latest boundary fit."""
+    """{"payload": the fit's payload, "summary": {...}, "headline": one line, "memory": the memory-onset
+    fit ({"payload", "headline"}) or Missing, "window": the window as one line or Missing} for the
+    study's latest boundary fit."""
     boundary = _module("sweeper.analysis.boundary")
     if boundary is None or not hasattr(boundary, "latest_fit"):
         return Missing(f"no boundary fit yet: run `sweeper boundary {study}` (boundary fitting is not installed)")
@@ -44,7 +47,7 @@ def boundary_fit(db, study: str) -> dict | Missing:
         need = getattr(boundary, "MIN_PER_CLASS", None)
         return Missing(f"no boundary fit yet: run `sweeper boundary {study}`"
                        + (f" (it needs at least {need} stable and {need} exploded or stopped members, and more "
-                          "than one value of lr and of plasticity)" if need else ""))
+                          "than one value of each axis of the study's plane)" if need else ""))
     payload = getattr(fit, "payload", fit)
     if not isinstance(payload, dict):
         return Missing(f"the latest boundary fit of {study} has no readable payload")
@@ -53,11 +56,29 @@ def boundary_fit(db, study: str) -> dict | Missing:
     if created is not None:
         summary["created_at"] = str(created)
     for key, value in payload.items():
+        if key in ("memory", "window"):
+            continue
         if isinstance(value, (int, float, str, bool)) and key not in summary:
             summary[key] = value
         elif isinstance(value, dict) and all(isinstance(v, (int, float, str, bool)) for v in value.values()):
             summary.update({f"{key}.{k}": v for k, v in value.items()})
-    return {"payload": payload, "summary": summary, "headline": _headline(payload, summary)}
+    return {"payload": payload, "summary": summary, "headline": _headline(payload, summary),
+            **_memory(payload, study, summary)}
+
+
+def _memory(payload: dict, study: str, summary: dict) -> dict:
+    """{"memory": the fit's memory onset or Missing, "window": its window as a line of text or Missing}."""
+    memory, window = payload.get("memory"), payload.get("window")
+    if not isinstance(memory, dict) or not isinstance(window, dict):
+        missing = Missing(f"the stored fit has no memory onset: run `sweeper boundary {study}` again")
+        return {"memory": missing, "window": missing}
+    if "skipped" in memory:
+        return {"memory": Missing(f"no memory onset: {memory['skipped']}"), "window": Missing("no window without a "
+                                                                                            "memory onset")}
+    from sweeper.analysis.window import headline
+
+    part = {"payload": memory, "headline": _headline(memory, {"kind": summary.get("kind")})}
+    return {"memory": part, "window": Missing(window["skipped"]) if "skipped" in window else headline(window)}
 
 
 def _headline(payload: dict, summary: dict) -> str:
@@ -70,26 +91,31 @@ def _headline(payload: dict, summary: dict) -> str:
         lo, hi = h.get(f"{key}_ci95_low"), h.get(f"{key}_ci95_high")
         return f" [{lo:.3g}, {hi:.3g}]" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""
 
+    from sweeper.analysis.boundary import axis_label, payload_plane, product_name
+
+    plane = payload_plane(payload)
     parts = [f"{summary.get('kind') or 'fit'} on {h.get('members', '?')} members",
-             f"log10 plasticity = {h['slope']:.3g} log10 lr + {h.get('intercept', float('nan')):.3g}",
+             f"{axis_label(plane[1])} = {h['slope']:.3g} {axis_label(plane[0])} + {h.get('intercept', float('nan')):.3g}",
              f"slope{interval('slope')}, intercept{interval('intercept')} (95%)"]
     if "cv_accuracy" in h:
         parts.append(f"CV accuracy {h['cv_accuracy']:.3f}" + (f", AUROC {h['cv_auroc']:.3f}" if "cv_auroc" in h else ""))
     if "consistent_with_slope_minus_1" in h:
-        parts.append("slope consistent with -1 (lr * plasticity)" if h["consistent_with_slope_minus_1"]
-                     else "slope not consistent with -1 (lr * plasticity)")
+        verdict = "consistent" if h["consistent_with_slope_minus_1"] else "not consistent"
+        parts.append(f"slope {verdict} with -1 ({product_name(plane)})")
     if summary.get("created_at"):
         parts.append(f"fitted {str(summary['created_at'])[:19]}")
     return "; ".join(parts)
 
 
-def p_stable_grid(fit: dict, x: np.ndarray, y: np.ndarray, fixed: dict[str, float]) -> np.ndarray | Missing:
-    """P(stable) on the grid log10 lr = `x` (columns) x log10 plasticity = `y` (rows), other axes `fixed`."""
+def p_stable_grid(fit: dict, plane: tuple[str, str], x: np.ndarray, y: np.ndarray,
+                  fixed: dict[str, float]) -> np.ndarray | Missing:
+    """P(stable) on the grid of the plane's scaled coordinates `x` (columns) x `y` (rows) (log10, or
+    log10(1 - lambda)), the other axes `fixed` (natural units)."""
     boundary = _module("sweeper.analysis.boundary")
     if boundary is None or not hasattr(boundary, "p_stable"):
         return Missing("boundary fitting is not installed")
     xx, yy = np.meshgrid(x, y)
-    points = {"lr": 10.0**xx.ravel(), "plasticity": 10.0**yy.ravel()}
+    points = {plane[0]: boundary.from_coord(plane[0], xx.ravel()), plane[1]: boundary.from_coord(plane[1], yy.ravel())}
     points.update({axis: np.full(xx.size, value, dtype=np.float64) for axis, value in fixed.items()})
     try:
         p = np.asarray(boundary.p_stable(fit["payload"], points), dtype=np.float64)

@@ -1,9 +1,14 @@
 """`sweeper report STUDY -o report.html`: one HTML file that opens offline (plotly.js inlined, no CDN).
 
-Sections: progress; the stability frontier with the boundary fit (if one exists); the boundary fit's
-summary; the early-warning evaluation (if `sweeper.warn` provides one); Table 1 (one row per
-configuration: seeds, explosion rate, eval memory accuracy); Fig. 6 (ratio traces, stable vs
-exploding) and Fig. 7 (from `sweeper.analysis.figures` when installed); parameter importance.
+Sections: progress (stable members counted by their memory judgement); the stability frontier in the
+study's plane, coloured by exploded / stable without memory / stable and remembering, with the
+boundary fit and its memory onset (if one exists); the boundary fit's summary, the memory onset's and
+the window between them; the early-warning evaluation (if `sweeper.warn` provides one);
+Table 1 (one row per configuration: the model's hyperparameters, seeds, explosion rate, eval memory
+accuracy); Fig. 6 (gradient-ratio traces, stable vs exploding) and Fig. 7 (from
+`sweeper.analysis.figures` when installed); parameter importance. A study of a fast-weight family is
+drawn in its own axes (its plane, e.g. (lr, beta_scale); its gradient signals) as the ephemeral
+model's is in (lr, plasticity).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from sweeper.dashboard import data, figures, optional, views
 from sweeper.dashboard.importance import importance_info
 from sweeper.db import study_progress
-from sweeper.outcomes import FINISHED, Outcome
+from sweeper.outcomes import MEMORY_OUTCOMES, STABLE_MEMORY, STABLE_NO_MEMORY, Outcome
 
 TABLE_ROWS = 200
 """Configurations listed in the report's Table 1 (a 10,000-member study may have thousands)."""
@@ -81,6 +86,23 @@ def _rendered(value: Any, figure) -> str:
     return f"<pre>{html.escape(str(value))}</pre>"
 
 
+def _by_outcome(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Members by `memory_outcome`: stable ones by their memory judgement; "stable (not judged)" beside
+    judged ones only when there are such, plain "stable" in a study that judges none."""
+    judged = any(counts.get(label) for label in (STABLE_MEMORY, STABLE_NO_MEMORY))
+    rows = []
+    for label in MEMORY_OUTCOMES:
+        n = counts.get(label, 0)
+        if label == Outcome.STABLE.value and judged:
+            if not n:
+                continue
+            label = "stable (not judged)"
+        elif label in (STABLE_MEMORY, STABLE_NO_MEMORY) and not judged:
+            continue
+        rows.append((label.replace("_", " "), n))
+    return rows
+
+
 def build_report(db, study: str, path: str | os.PathLike) -> dict:
     """Write the report for `study` to `path` (replaced only once complete); return what went in it."""
     import plotly.offline
@@ -92,20 +114,36 @@ def build_report(db, study: str, path: str | os.PathLike) -> dict:
 
     m = progress["members"]
     summary = [{"quantity": k, "value": v} for k, v in (
-        ("status", progress["status"]), ("members", m["total"]),
-        *((o.value.replace("_", " "), m[o.value]) for o in (*FINISHED, Outcome.FAILED, Outcome.RUNNING)),
+        ("status", progress["status"]), ("members", m["total"]), *_by_outcome(progress["memory_outcomes"]),
         ("objective", f"{meta.objective} ({meta.direction})" if meta.objective else "none"),
         ("best eval_mem_acc (stable)", progress["best_eval_mem_acc"]),
     )]  # fmt: skip
     parts.append(_section("Progress", _table(summary, ["quantity", "value"])))
 
     view = views.frontier_view(db, study)
-    parts.append(_section("Stability frontier", figure(view.figure) + f'<p class="note">{html.escape(view.note)}</p>'))
+    plane = f" ({meta.plane[0]}, {meta.plane[1]})"
+    parts.append(_section("Stability frontier" + plane, figure(view.figure) + f'<p class="note">{html.escape(view.note)}</p>'))
+    included["memory_onset"] = included["window"] = False
     if isinstance(view.fit, optional.Missing):
         fit_html, included["boundary_fit"] = _missing(view.fit.reason), False
     else:
         rows = [{"quantity": k, "value": v} for k, v in view.fit["summary"].items()]
         fit_html, included["boundary_fit"] = _table(rows, ["quantity", "value"]), True
+        memory, window = view.fit["memory"], view.fit["window"]
+        if isinstance(memory, optional.Missing):
+            fit_html += "<h3>Memory onset</h3>" + _missing(memory.reason)
+        else:
+            rows = [{"quantity": k, "value": v} for k, v in memory["payload"]["summary"].items()]
+            fit_html += ("<h3>Memory onset: P(remembers | stable) = 0.5</h3>"
+                         + f'<p class="note">{html.escape(memory["headline"])}</p>' + _table(rows, ["quantity", "value"]))
+            included["memory_onset"] = True
+        if isinstance(window, optional.Missing):
+            fit_html += "<h3>Window</h3>" + _missing(window.reason)
+        else:
+            definition = view.fit["payload"]["window"]["definition"]
+            fit_html += (f"<h3>Window</h3><p>{html.escape(window)}</p>"
+                         f'<p class="note">{html.escape(definition)}</p>')
+            included["window"] = True
     parts.append(_section("Boundary fit", fit_html))
 
     evaluation = optional.warning_evaluation(db, study)
@@ -118,8 +156,8 @@ def build_report(db, study: str, path: str | os.PathLike) -> dict:
     parts.append(_section("Early-warning evaluation", warn_html))
 
     table1 = data.config_table(db, study)
-    columns = ["config", "lr", "plasticity", "ratio", "gamma", "clip", "seeds", "finished", "exploded",
-               "explosion_rate", "eval_mem_acc_mean", "eval_mem_acc_sd", "baseline"]  # fmt: skip
+    columns = ["config", *meta.axes, "seeds", "finished", "exploded", "explosion_rate", "eval_mem_acc_mean",
+               "eval_mem_acc_sd", "baseline"]  # fmt: skip
     shown = table1[:TABLE_ROWS]
     more = (f" Showing {len(shown)} of {len(table1)} configurations; `sweeper export` writes them all."
             if len(table1) > len(shown) else "")
@@ -130,7 +168,8 @@ def build_report(db, study: str, path: str | os.PathLike) -> dict:
     included["fig6_source"] = "sweeper.analysis.figures" if not isinstance(fig6, optional.Missing) else "dashboard overlay"
     if isinstance(fig6, optional.Missing):
         fig6 = figures.overlay_figure(data.overlay_info(db, study))
-    parts.append(_section("Fig. 6: gradient ratio, stable vs exploding", _rendered(fig6, figure)))
+    ratio = "fast-state / rest" if meta.kind in data.FAMILY_KINDS else "ephemeral / slow"
+    parts.append(_section(f"Fig. 6: {ratio} gradient ratio, stable vs exploding", _rendered(fig6, figure)))
     fig7 = optional.analysis_figure("fig7", db, study)
     included["fig7"] = not isinstance(fig7, optional.Missing)
     parts.append(_section("Fig. 7", _rendered(fig7, figure)))

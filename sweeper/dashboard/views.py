@@ -21,38 +21,59 @@ GRID = 60
 class FrontierView:
     figure: object
     fit: dict | optional.Missing
-    """The boundary fit ({"payload", "summary"}) or why there is none."""
+    """The boundary fit ({"payload", "summary", "headline", "memory", "window"}) or why there is none;
+    its "memory" is the memory-onset fit ({"payload", "headline"}) or why there is none, its "window"
+    the window's line of text or why there is none."""
     note: str
     """Where P(stable) was evaluated (the slice's values), or why it could not be."""
     running: bool
     members: int
 
 
-def frontier_view(db, study: str, slices: dict | None = None) -> FrontierView:
+def _value_text(axis: str, value: float) -> str:
+    return "no clip" if axis == "clip" and np.isinf(value) else f"{axis} {value:g}"
+
+
+def frontier_view(db, study: str, slices: dict | None = None, plane: tuple[str, str] | None = None) -> FrontierView:
+    """The frontier of `study` in its plane (or `plane`, two axes of its model), sliced by `slices`
+    ({other axis: value}); P(stable) contours of its latest fit and its memory onset (when the fit has
+    one), the other axes at the slice's value, else the most common one among the slice's members."""
     slices = {axis: v for axis, v in (slices or {}).items() if v is not None}
     meta = data.study_meta(db, study)
-    info = data.frontier_info(db, study, slices)
-    m = info["members"]
+    info = data.frontier_info(db, study, slices, plane=plane)
+    m, plane = info["members"], info["plane"]
     fit = optional.boundary_fit(db, study)
-    p, grid, note = None, None, ""
+    p, p_memory, grid, note = None, None, None, ""
     if not isinstance(fit, optional.Missing) and m["id"].size:
-        x, y = np.log10(m["lr"]), np.log10(m["plasticity"])
-        grid = (np.linspace(x.min() - 0.1, x.max() + 0.1, GRID), np.linspace(y.min() - 0.1, y.max() + 0.1, GRID))
+        x, y = info["x"][np.isfinite(info["x"])], info["y"][np.isfinite(info["y"])]
+        if x.size and y.size:
+            grid = (np.linspace(x.min() - 0.1, x.max() + 0.1, GRID), np.linspace(y.min() - 0.1, y.max() + 0.1, GRID))
         fixed = {}
-        for axis in data.SLICE_AXES:  # the slice's own value, else the study's most common one
+        for axis in info["axes"]:  # the slice's own value, else the study's most common one
+            if axis in plane:
+                continue
             value = slices.get(axis)
             if value is None:
                 values, counts = np.unique(m[axis], return_counts=True)
                 value = float(values[counts.argmax()])
             fixed[axis] = value
-        p = optional.p_stable_grid(fit, grid[0], grid[1], fixed)
+        p = optional.p_stable_grid(fit, plane, grid[0], grid[1], fixed) if grid is not None else optional.Missing(
+            "no member has a finite coordinate in this plane")
         if isinstance(p, optional.Missing):
             note, p, grid = p.reason, None, None
         else:
-            note = "P(stable) contours at " + ", ".join(f"{k} {v:g}" for k, v in fixed.items())
+            note = "P(stable) contours at " + (", ".join(_value_text(k, v) for k, v in fixed.items()) or "the fit's medians")
+            memory = fit["memory"]
+            if not isinstance(memory, optional.Missing):
+                p_memory = optional.p_stable_grid(memory, plane, grid[0], grid[1], fixed)
+                if isinstance(p_memory, optional.Missing):
+                    note, p_memory = f"{note}; memory onset not drawn: {p_memory.reason}", None
+                else:
+                    note += "; the memory onset at the same values"
     sliced = ", ".join(f"{k}={v:g}" for k, v in slices.items())
-    title = f"{study}: {m['id'].size} members" + (f" ({sliced})" if sliced else "")
-    figure = figures.frontier_figure(info, p, grid, title=title)
+    shown = "" if plane == meta.plane else f" in ({plane[0]}, {plane[1]})"
+    title = f"{study}: {m['id'].size} members{shown}" + (f" ({sliced})" if sliced else "")
+    figure = figures.frontier_figure(info, p, grid, title=title, p_remembers=p_memory)
     return FrontierView(figure, fit, note, meta.status == "RUNNING", int(m["id"].size))
 
 
@@ -74,13 +95,15 @@ class FrontierCache:
         self._views: OrderedDict[tuple, Future] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
 
-    def get(self, study: str, slices: dict | None = None, fingerprint: list | None = None) -> tuple[list, FrontierView]:
-        """(fingerprint, view) of `study`'s frontier for `slices`; built unless already cached.
-        `fingerprint`: the study's, if the caller just took it (it must be taken before the view)."""
+    def get(self, study: str, slices: dict | None = None, fingerprint: list | None = None,
+            plane: tuple[str, str] | None = None) -> tuple[list, FrontierView]:
+        """(fingerprint, view) of `study`'s frontier for `slices`, in `plane` (None: the study's own);
+        built unless already cached. `fingerprint`: the study's, if the caller just took it (it must be
+        taken before the view)."""
         if fingerprint is None:
             fingerprint = data.frontier_fingerprint(self._db, study)  # raises StudyNotFound
         slices = {axis: v for axis, v in (slices or {}).items() if v is not None}
-        key = (study, json.dumps(sorted(slices.items())), json.dumps(fingerprint))
+        key = (study, json.dumps(sorted(slices.items())), json.dumps(fingerprint), plane and tuple(plane))
         with self._lock:
             future = self._views.get(key)
             building = future is None
@@ -92,7 +115,7 @@ class FrontierCache:
                 self._views.move_to_end(key)
         if building:
             try:
-                future.set_result(frontier_view(self._db, study, slices))
+                future.set_result(frontier_view(self._db, study, slices, plane))
             except BaseException as e:
                 with self._lock:
                     if self._views.get(key) is future:
@@ -118,11 +141,12 @@ def warm_up() -> None:
     the imports and Plotly validators a first figure loads (about 0.1 s on a small machine)."""
     n = figures.WEBGL_ABOVE + 1  # Scattergl, the trace type of a large study
     ones = np.ones(n)
-    members = {c: ones for c in data.FRONTIER_COLUMNS}
+    axes = ("lr", "plasticity", "ratio", "gamma", "clip")
+    members = {c: ones for c in (*data.FRONTIER_COLUMNS, *axes)}
     stable, exploded = Outcome.STABLE.value, Outcome.EXPLODED.value
     members.update(id=np.arange(n), seed=np.arange(n), outcome=np.array([stable, exploded] * (n // 2) + [stable], dtype=object))
     edges = np.array([0.0, 1.0, 2.0])
     cells = {"x_edges": edges, "y_edges": edges, "rate": np.zeros((2, 2)), "count": ones[:4].reshape(2, 2)}
-    info = {"members": members, "cells": cells}
+    info = {"members": members, "cells": cells, "x": ones, "y": ones, "axes": axes, "plane": axes[:2], "limits": {}}
     axis = np.array([0.0, 1.0])
     figures.frontier_figure(info, np.zeros((2, 2)), (axis, axis)).to_json()

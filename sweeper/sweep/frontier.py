@@ -5,7 +5,9 @@
     flt.predict(point)                               # P(stable) of a proposal, or None (no fit yet)
 
 **Frontier search** (active learning by uncertainty sampling). A full grid spends most of its
-configurations far from the boundary, where every seed gives the same answer. Here:
+configurations far from the boundary, where every seed gives the same answer. Here, for a study of
+any model (the ephemeral model or a fast-weight family), with its boundary in the study's plane
+(`StudySpec.plane`: (lr, plasticity), (lr, eta), (lr, beta_scale) or the file's `[search] plane`):
 
 1. the first `initial` configurations are a space-filling seed design: the first points of a
    scrambled Sobol sequence over the space (log10 units on log axes), seeded by `search.seed`;
@@ -24,10 +26,12 @@ reason "skipped: predicted to explode (P(stable)=...)" and asks again, at most `
 a row; then the most stable proposal seen, moved along the fit's gradient until it is predicted
 stable (`BoundaryFilter.repair`, within the space's bounds), is trained. Skipped proposals are
 Optuna trials only, never members. `boundary_fit = "self"` refits on this study's finished members
-at every pack; a study name uses that study's latest stored fit.
+at every pack; a study name uses that study's latest stored fit, which must be of the same model's
+axes and the same plane (`check_source` refuses another, naming both, before anything runs).
 
 Hyperparameters a study does not search are given to the fit at the study's own values
-(`[fixed]`, else `Hyper`'s defaults), not at the fitted study's medians.
+(`[fixed]`, else the defaults of `Hyper` or of the family's hyperparameters), not at the fitted
+study's medians.
 """
 
 from __future__ import annotations
@@ -38,7 +42,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweeper.analysis.boundary import AXES, BoundaryError, fit_members, latest_fit, load_members_by_id, p_stable
+from sweeper.analysis.boundary import (
+    BoundaryError,
+    fit_members,
+    latest_fit,
+    load_members_by_id,
+    p_stable,
+    payload_kind,
+    payload_plane,
+)
+from sweeper.study.spec import axes_of
 
 BAND = 0.25
 """Candidates with |P(stable) - 0.5| <= BAND count as on the frontier."""
@@ -96,11 +109,13 @@ def sobol_points(spec, start: int, count: int) -> list[dict[str, float]]:
 
 
 def study_values(spec) -> dict[str, float]:
-    """Every hyperparameter at the study's own value: [fixed], else Hyper's default."""
+    """Every axis of the study's model at the study's own value: [fixed], else the default of `Hyper`
+    (or of the family's FastWeightsHyper / FWPHyper), by axis name (`lambda`, not `lam`)."""
     from sweeper.config import Hyper
+    from sweeper.study.runfile import FAMILY_HYPERS
 
-    h = Hyper(**spec.fixed)
-    return {a: float(getattr(h, a)) for a in AXES}
+    h = FAMILY_HYPERS[spec.kind].from_axes(spec.fixed) if spec.is_family else Hyper(**spec.fixed)
+    return {a: float(getattr(h, "lam" if a == "lambda" else a)) for a in axes_of(spec.kind)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -185,6 +200,9 @@ class BoundaryFilter:
         fit = latest_fit(db, source)
         if fit is None:
             raise BoundaryError(f"study {source!r} has no stored boundary fit; run `sweeper boundary {source}`")
+        mismatch = _mismatch(fit.payload, spec)
+        if mismatch:
+            raise BoundaryError("search.boundary_fit", mismatch)
         _check_features(fit.payload, spec)
         return cls(spec, study_id, fit.payload, False)
 
@@ -233,6 +251,19 @@ class BoundaryFilter:
         return moved
 
 
+def _mismatch(payload: dict, spec) -> str | None:
+    """Why a stored fit cannot filter `spec`'s proposals (another model's axes, or another plane), or None."""
+    source, kind, plane = spec.search.boundary_fit, payload_kind(payload), payload_plane(payload)
+    if axes_of(kind) != axes_of(spec.kind):
+        return (f"study {source!r} is a study of model {kind} (axes {', '.join(axes_of(kind))}), this one of model "
+                f"{spec.kind} (axes {', '.join(axes_of(spec.kind))}); a boundary fit filters studies of its own model")
+    if plane != spec.plane:
+        named = ", ".join(f'"{a}"' for a in plane)
+        return (f"the fit of study {source!r} is in the ({', '.join(plane)}) plane, this study's plane is "
+                f"({', '.join(spec.plane)}); set [search] plane = [{named}], or use a fit in this study's plane")
+    return None
+
+
 def _check_features(payload: dict, spec) -> None:
     """Every axis the fit uses must be set by the study (searched, fixed or defaulted): always true;
     but warn when the study searches an axis the fit never saw vary (it cannot judge that axis)."""
@@ -256,3 +287,6 @@ def check_source(db, spec) -> None:
     if fit is None:
         raise StudyError("search.boundary_fit", f"study {source!r} has no stored boundary fit; run "
                          f"`sweeper boundary {source}` first, or use \"self\"", spec.path or "<study>")
+    mismatch = _mismatch(fit.payload, spec)
+    if mismatch:
+        raise StudyError("search.boundary_fit", mismatch, spec.path or "<study>")

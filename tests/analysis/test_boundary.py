@@ -3,8 +3,9 @@ their comparison, the figures' data, the study-file keys and the CLI.
 
 Populations are synthetic, inserted through the ORM into SQLite and PostgreSQL: each configuration's
 seeds are stable with probability sigmoid(SHARPNESS * (C - log10 lr - log10 plasticity)), a boundary
-of slope -1 and intercept C, so what the fit must recover is known. Nothing here starts Ray, except
-the one end-to-end frontier study marked slow.
+of slope -1 and intercept C, so what the fit must recover is known. The fast-weight families' studies
+come from `tests.helpers.synthetic.make_study(kind=...)`, with a planted line in (lr, eta) or
+(lr, beta_scale). Nothing here starts Ray, except the one end-to-end frontier study marked slow.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sweeper.analysis.boundary import (
 from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus, Trial, TrialStatus
 from sweeper.study import StudyError, parse_study
 from tests.helpers.cli import sweeper as run_cli
+from tests.helpers.synthetic import FAMILY_INTERCEPT, FAMILY_SLOPE, make_study
 
 C = 0.5
 SHARPNESS = 4.0
@@ -559,3 +561,119 @@ def test_boundary_filter_repairs_a_proposal_onto_the_stable_side(grid_study):
 
     with pytest.raises(StudyError, match="no study named 'nofit'"):
         check_source(grid_study, missing)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The fast-weight families: each in its own plane
+
+
+@pytest.mark.parametrize("kind, y", [("fwp", "beta_scale"), ("fastweights", "eta")])
+def test_family_fit_recovers_the_planted_line_in_its_plane(db, kind, y):
+    make_study(db, kind, members=900, steps=1, seed=2, kind=kind)
+    report = fit_boundary(db, kind, bootstrap=60)
+    p = report.payload
+    assert report.plane == ("lr", y) and p["plane"] == ["lr", y] and p["model_kind"] == kind
+    assert p["features"] == ["lr", y, "lambda", "clip"]  # the family's axes, never plasticity
+    assert p["transforms"] == {"lr": "log10", y: "log10", "lambda": "log10(1 - lambda)", "clip": "log10"}
+    lo, hi = report.slope_ci
+    assert lo <= FAMILY_SLOPE <= hi and hi - lo < 0.5 and report.consistent_with_product is True
+    ilo, ihi = report.intercept_ci
+    assert ilo <= FAMILY_INTERCEPT <= ihi
+    assert report.cv_accuracy >= 0.8 and report.auroc >= 0.9
+    b = p["boundary"]
+    assert (b["x"], b["y"]) == ("lr", y) and b["equation"].startswith(f"log10 {y} = slope * log10 lr + intercept")
+    assert b["stable_side"] == "below"
+    hypothesis = p["product_hypothesis"]
+    assert hypothesis["product"] == f"lr * {y}" and f"stability set by lr * {y})" in hypothesis["statement"]
+    assert set(p["cells"][0]) == {"lr", y, "members", "unstable", "explosion_rate", "ci95"}
+    # lambda = 1 and clip inf each one decade beyond the others (0.9: log10(1 - 0.9) = -1; clip 1: 0)
+    assert p["limits"]["lambda"] == pytest.approx(-2.0) and p["limits"]["clip"] == pytest.approx(1.0)
+    assert p["clip_inf_log10"] == p["limits"]["clip"]
+    json.dumps(p, allow_nan=False)
+    lr = np.logspace(-3, -1.5, 4)
+    on_line = 10 ** (b["slope"] * np.log10(lr) + b["intercept"])
+    at = {"lambda": b["others_at_median"]["lambda"], "clip": b["others_at_median"]["clip"] or math.inf}
+    assert np.allclose(p_stable(p, {"lr": lr, y: on_line, **at}), 0.5, atol=1e-6)  # its own feature names
+    ends = p_stable(p, {"lr": 1e-2, y: 1.0, "lambda": [1.0, 1 - 10**-2.0], "clip": [math.inf, 10.0]})
+    assert ends[0] == pytest.approx(ends[1])  # lambda 1 and clip inf sit where the fit put them
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        p_stable(p, {"lr": 1e-2, "momentum": 0.9})
+
+
+def test_eta_zero_is_placed_one_decade_below_the_smallest_positive_eta(db):
+    make_study(db, "fw", members=600, steps=1, seed=3, kind="fastweights")
+    p = fit_boundary(db, "fw", bootstrap=0, store=False).payload
+    assert p["limits"]["eta"] == pytest.approx(-2.0)  # the smallest positive eta is 0.1
+    zero, tenth_of_smallest = p_stable(p, {"lr": 1e-2, "eta": [0.0, 0.01]})
+    assert zero == pytest.approx(tenth_of_smallest) and zero > 0.9  # no fast weights: stable
+
+
+def test_a_study_files_plane_is_read_from_its_stored_spec(db):
+    make_study(db, "decay", members=600, steps=1, seed=4, kind="fwp", plane=["lr", "lambda"])
+    report = fit_boundary(db, "decay", bootstrap=0, store=False)
+    assert report.plane == ("lr", "lambda")
+    assert report.payload["boundary"]["equation"].startswith("log10(1 - lambda) = slope * log10 lr + intercept")
+    assert "lr * (1 - lambda)" in report.payload["product_hypothesis"]["product"]
+    assert set(report.payload["boundary"]["others_at_median"]) == {"beta_scale", "clip"}
+
+
+def test_a_family_plane_axis_that_does_not_vary_is_refused_naming_the_plane(db):
+    configs = [{"lr": lr} for lr in (1e-3, 1e-2, 1e-1)]
+    with db.session() as s:  # a fwp study whose beta_scale stayed at 1
+        study = Study(name="flat", spec={"model": {"kind": "fwp"}}, status=StudyStatus.COMPLETE)
+        s.add(study)
+        s.flush()
+        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE, points=[])
+        s.add(trial)
+        s.flush()
+        for i, config in enumerate(configs):
+            for seed in range(6):
+                s.add(Member(trial_id=trial.id, study_id=study.id, pack_index=10 * i + seed, config_index=i, seed=seed,
+                             config={}, model_kind="fwp", beta_scale=1.0, lam=1.0, clip=math.inf, steps_done=10,
+                             outcome=Outcome("exploded" if i == 2 or seed < i else "stable"), **config))
+    with pytest.raises(BoundaryError, match=r"beta_scale takes a single value \(1\).*\(lr, beta_scale\) plane"):
+        fit_boundary(db, "flat")
+
+
+def test_a_format_1_payload_still_means_lr_and_plasticity(grid_study):
+    """Fits stored before payloads named their plane: (lr, plasticity), log10, clip's limit only."""
+    from sweeper.analysis.boundary import payload_kind, payload_limits, payload_plane
+    from sweeper.dashboard.optional import _headline
+
+    payload = fit_boundary(grid_study, "grid", bootstrap=20, store=False).payload
+    old = {k: v for k, v in payload.items() if k not in ("plane", "model_kind", "transforms", "limits")}
+    old["format"], old["clip_inf_log10"] = 1, None
+    assert (payload_plane(old), payload_kind(old), payload_limits(old)) == (("lr", "plasticity"), "ephemeral", {})
+    points = {"lr": np.logspace(-3, -1, 5), "plasticity": np.logspace(1, 4, 5)}
+    np.testing.assert_array_equal(p_stable(old, points), p_stable(payload, points))
+    headline = _headline(old, {"kind": "logistic"})
+    assert "log10 plasticity = " in headline and "log10 lr + " in headline and "(lr * plasticity)" in headline
+
+
+def test_cli_prints_a_family_fit_with_its_own_axis_names(db, db_url, capsys):
+    make_study(db, "fwp_cli", members=600, steps=1, seed=5, kind="fwp")
+    code, out, _ = run_cli("boundary", "fwp_cli", "--bootstrap", "20", "--no-store", "--storage", db_url, capsys=capsys)
+    assert code == 0, out
+    assert "plane (lr, beta_scale)" in out and "log10 beta_scale = " in out and "* log10 lr + " in out
+    assert "lr * beta_scale hypothesis" in out and "log10(1 - lambda)" in out
+    assert "lambda 1 at log10(1 - lambda) = -2" in out and "no clip at log10 clip = 1" in out
+    assert "plasticity" not in out
+    code, out, _ = run_cli("boundary", "fwp_cli", "--bootstrap", "0", "--no-store", "--json", "--storage", db_url,
+                           capsys=capsys)
+    data = json.loads(out)
+    assert data["plane"] == ["lr", "beta_scale"] and data["boundary"]["y"] == "beta_scale"
+
+
+def test_fig7_of_a_family_study_is_in_its_plane(db):
+    from sweeper.analysis.figures import fig6_info, fig7, fig7_info
+
+    make_study(db, "fw_fig", members=600, steps=3, seed=6, kind="fastweights")
+    info = fig7_info(db, "fw_fig")
+    assert info["plane"] == ["lr", "eta"] and info["x_title"] == "log10 lr"
+    assert info["y_title"] == "log10 eta (eta 0 at -2)"  # eta 0 is drawn, one decade below 0.1
+    assert min(min(g["y"]) for g in info["members"].values() if g["count"]) < -1.9
+    assert info["boundary"]["product"]["name"] == "lr * eta"
+    assert fig7(db, "fw_fig").layout.yaxis.title.text == "log10 eta (eta 0 at -2)"
+    traces = fig6_info(db, "fw_fig", per_class=2, max_points=5)
+    assert traces["metrics"] == ["grad_fast_ratio", "grad_fast", "grad_rest"]
+    assert all(set(t) >= {"lr", "eta", "grad_fast_ratio"} and "plasticity" not in t for t in traces["traces"])

@@ -93,6 +93,8 @@ def test_frontier_columns_read_raw_equal_the_typed_values(db_url):
     from sweeper.dashboard.data import FRONTIER_COLUMNS, frontier_info, open_readonly
     from sweeper.db import Member, Outcome, open_db, upgrade
 
+    columns = (*FRONTIER_COLUMNS, "lr", "plasticity", "ratio", "gamma", "clip")  # the ephemeral model's axes too
+
     upgrade(db_url)
     db = open_db(db_url)
     make_study(db, "typed", members=40, steps=2)
@@ -102,13 +104,14 @@ def test_frontier_columns_read_raw_equal_the_typed_values(db_url):
         first[1].final_loss, first[1].eval_mem_acc, first[1].outcome = -math.inf, -0.0, Outcome.STOPPED_EARLY
         first[2].stop_step, first[2].explode_step = 7, None
     with db.read_session() as s:
-        typed = s.execute(sa.select(*(getattr(Member, c) for c in FRONTIER_COLUMNS)).order_by(Member.id)).all()
+        typed = s.execute(sa.select(*(getattr(Member, c) for c in columns)).order_by(Member.id)).all()
     db.dispose()
     ro = open_readonly(db_url)
     m = frontier_info(ro, "typed")["members"]
     ro.dispose()
+    assert set(m) == set(columns)
     order = np.argsort(m["id"])
-    for j, column in enumerate(FRONTIER_COLUMNS):
+    for j, column in enumerate(columns):
         got = m[column][order]
         if column in ("outcome", "id", "seed", "steps_done"):
             assert got.tolist() == [row[j].value if column == "outcome" else row[j] for row in typed], column
@@ -124,26 +127,32 @@ def test_frontier_figure_sends_float32_unless_an_id_or_seed_would_lose_digits(ro
     import base64
 
     from sweeper.dashboard.data import frontier_info
-    from sweeper.dashboard.figures import HOVER_COLUMNS, frontier_figure
+    from sweeper.dashboard.figures import frontier_figure, hover_columns
 
     info = frontier_info(rodb, "toy")
+    width = len(hover_columns(info["axes"]))
 
-    def points(info):
-        trace = next(t for t in frontier_figure(info).to_dict()["data"] if t.get("meta") == "stable")
-        custom = trace["customdata"]
-        dtype = np.float32 if custom["dtype"] == "f4" else np.float64
-        return trace["x"]["dtype"], np.frombuffer(base64.b64decode(custom["bdata"]), dtype).reshape(-1, len(HOVER_COLUMNS))
+    def points(info):  # every stable point's customdata, over the stable traces (split by what hover shows)
+        traces = [t for t in frontier_figure(info).to_dict()["data"] if t.get("meta") == "stable"]
+        dtypes = {t["customdata"]["dtype"] for t in traces} | {t["x"]["dtype"] for t in traces}
+        assert len(traces) >= 2 and len(dtypes) == 1  # no clip and a clip: two hover templates
+        dtype = np.float32 if traces[0]["customdata"]["dtype"] == "f4" else np.float64
+        custom = np.concatenate([np.frombuffer(base64.b64decode(t["customdata"]["bdata"]), dtype).reshape(-1, width)
+                                 for t in traces])
+        return traces[0]["x"]["dtype"], custom[np.argsort(custom[:, 0])]
 
     dtype, custom = points(info)
     stable = info["members"]["outcome"] == "stable"
-    assert dtype == "f4" and custom[:, 0].tolist() == info["members"]["id"][stable].tolist()
-    np.testing.assert_allclose(custom[:, 1], info["members"]["lr"][stable], rtol=5e-5)  # 5 significant digits (hover shows 3)
+    order = np.argsort(info["members"]["id"][stable])
+    assert dtype == "f4" and custom[:, 0].tolist() == info["members"]["id"][stable][order].tolist()
+    lr = info["members"]["lr"][stable][order]
+    np.testing.assert_allclose(custom[:, 1], lr, rtol=5e-5)  # 5 significant digits (hover shows 3)
     mid = {**info, "members": {**info["members"], "id": info["members"]["id"] + 123_456}}  # hover showed 123460
     dtype, custom = points(mid)
-    assert dtype == "f4" and custom[:, 0].tolist() == mid["members"]["id"][stable].tolist()  # exact
+    assert dtype == "f4" and custom[:, 0].tolist() == mid["members"]["id"][stable][order].tolist()  # exact
     big = {**info, "members": {**info["members"], "id": info["members"]["id"] + 2**24 + 1}}
     dtype, custom = points(big)
-    assert dtype == "f8" and custom[:, 0].tolist() == big["members"]["id"][stable].tolist()  # exact
+    assert dtype == "f8" and custom[:, 0].tolist() == big["members"]["id"][stable][order].tolist()  # exact
 
 
 def test_member_and_overlay_traces_are_downsampled(rodb):
@@ -303,13 +312,29 @@ def test_loopback_only_without_token_and_no_cross_origin_posts(study_db):
     assert _route(client, "/", "", headers={"Origin": "http://localhost"}).status_code == 200
 
 
-def _frontier_tick(client, study, shown, trigger="frontier-interval.n_intervals", clip="all"):
-    outputs = [("frontier-graph", "figure"), ("boundary-box", "children"), ("frontier-interval", "disabled"),
-               ("frontier-fingerprint", "data")]  # fmt: skip
-    inputs = [("slice-gamma", "value", "all"), ("slice-ratio", "value", "all"), ("slice-clip", "value", clip),
-              ("frontier-interval", "n_intervals", 1)]  # fmt: skip
-    state = [("study-name", "data", study), ("frontier-fingerprint", "data", shown)]
-    return _callback(client, outputs, inputs, trigger, state)
+def _frontier_tick(app, study, shown, trigger="frontier-interval.n_intervals", slices=None, plane=("lr", "plasticity"),
+                   default=("lr", "plasticity")):  # fmt: skip
+    """POST the frontier's update callback as the browser does: the plane's dropdowns, one slice dropdown
+    per axis in `slices` ({axis: value}; pattern-matching ids), the interval."""
+    slices = slices or {"ratio": "all", "gamma": "all", "clip": "all"}
+    ids = [{"axis": a, "type": "frontier-slice"} for a in slices]
+    key = next(k for k in app.callback_map if "frontier-graph.figure" in k)
+    body = {
+        "output": key,
+        "outputs": [{"id": "frontier-graph", "property": "figure"}, {"id": "boundary-box", "property": "children"},
+                    {"id": "frontier-interval", "property": "disabled"}, {"id": "frontier-fingerprint", "property": "data"},
+                    [{"id": i, "property": "disabled"} for i in ids]],
+        "inputs": [{"id": "frontier-x", "property": "value", "value": plane[0]},
+                   {"id": "frontier-y", "property": "value", "value": plane[1]},
+                   [{"id": i, "property": "value", "value": v} for i, v in zip(ids, slices.values())],
+                   {"id": "frontier-interval", "property": "n_intervals", "value": 1}],
+        "state": [[{"id": i, "property": "id", "value": i} for i in ids],
+                  {"id": "study-name", "property": "data", "value": study},
+                  {"id": "frontier-fingerprint", "property": "data", "value": shown},
+                  {"id": "frontier-default-plane", "property": "data", "value": list(default)}],
+        "changedPropIds": [trigger],
+    }  # fmt: skip
+    return app.server.test_client().post("/_dash-update-component", json=body)
 
 
 def test_live_frontier_redraws_only_when_its_data_changed(db_url):
@@ -325,23 +350,27 @@ def test_live_frontier_redraws_only_when_its_data_changed(db_url):
     upgrade(url)
     db = open_db(url)
     make_study(db, "running", members=60, steps=3, status=StudyStatus.RUNNING)
-    client = create_app(url).server.test_client()
+    app = create_app(url)
     ro = open_readonly(url)
     shown = frontier_fingerprint(ro, "running")
 
-    assert _frontier_tick(client, "running", shown).status_code == 204
-    sliced = _frontier_tick(client, "running", shown, trigger="slice-clip.value", clip="inf")
+    assert _frontier_tick(app, "running", shown).status_code == 204
+    clip = '{"axis":"clip","type":"frontier-slice"}.value'
+    sliced = _frontier_tick(app, "running", shown, trigger=clip, slices={"ratio": "all", "gamma": "all", "clip": "inf"})
     assert sliced.status_code == 200 and "clip=inf" in sliced.get_data(as_text=True)  # a slice always redraws
+    response = strict_json(sliced.get_data(as_text=True))["response"]
+    disabled = {k: v["disabled"] for k, v in response.items() if '"type":"frontier-slice"' in k}
+    assert len(disabled) == 3 and not any(disabled.values())  # no slice axis is on the plane
 
     with db.session() as s:  # one member's outcome changes, as when a pack's results land
         first = s.scalar(sa.select(sa.func.min(Member.id)).where(Member.outcome == Outcome.STABLE))
         s.execute(sa.update(Member).where(Member.id == first).values(outcome=Outcome.EXPLODED))
-    changed = _frontier_tick(client, "running", shown)
+    changed = _frontier_tick(app, "running", shown)
     assert changed.status_code == 200
     response = strict_json(changed.get_data(as_text=True))["response"]
     assert response["frontier-fingerprint"]["data"] == frontier_fingerprint(ro, "running") != shown
     assert "frontier-graph" in response
-    assert _frontier_tick(client, "running", response["frontier-fingerprint"]["data"]).status_code == 204
+    assert _frontier_tick(app, "running", response["frontier-fingerprint"]["data"]).status_code == 204
     ro.dispose()
     db.dispose()
 
@@ -375,7 +404,7 @@ def test_frontier_views_are_prefetched_and_reused_while_their_data_is_unchanged(
     assert built == []
     assert client.get(f"/frontier?study=cached&token={TOKEN}").status_code == 200  # the page's HTML
     settle()
-    assert built == [("cached", {})]  # built in the background, before any callback asked
+    assert built == [("cached", {}, None)]  # built in the background (the study's own plane), before any callback asked
     page = _route(client, "/frontier", "?study=cached", headers={"X-Sweeper-Token": TOKEN})
     assert page.status_code == 200 and "frontier-graph" in page.get_data(as_text=True)
     assert len(built) == 1  # the routing callback found it ready
@@ -549,7 +578,7 @@ def test_frontier_shows_every_member_and_a_click_opens_its_traces(server, page, 
 def test_frontier_slice_control_redraws(server, page):
     page.goto(f"{server}/frontier?study=toy")
     page.evaluate(bench.FRONTIER_DRAWN_JS, 150)
-    page.click("#slice-clip")
+    page.click('[id*="frontier-slice"][id*="clip"]')  # the pattern-matching id {"axis": "clip", "type": "frontier-slice"}
     page.click("text=none")
     page.wait_for_function("() => document.querySelector('#frontier-graph .gtitle').textContent.includes('clip=inf')")
 
@@ -634,3 +663,219 @@ def test_member_figure_marks_the_onset_before_the_explosion(rodb):
     lines = {(s["x0"], s["line"].get("dash")) for s in layout["shapes"]}
     assert {(step - 3, "dash"), (step, "solid")} <= lines
     assert {f"onset @ {step - 3}", f"exploded @ {step}"} <= {a["text"] for a in layout["annotations"]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Studies of the fast-weight families: their own plane, axes and signals
+
+
+@pytest.fixture(scope="module")
+def family_url(tmp_path_factory):
+    """A fwp study (with a stored boundary fit) and a fastweights study, synthetic (tests.helpers.synthetic)."""
+    from sweeper.analysis.boundary import fit_boundary
+    from sweeper.db import open_db, upgrade
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('family') / 'family.sqlite3'}"
+    upgrade(url)
+    db = open_db(url)
+    make_study(db, "fam", members=300, steps=6, seed=11, kind="fwp")
+    make_study(db, "fw", members=200, steps=6, seed=12, kind="fastweights")
+    fit_boundary(db, "fam", bootstrap=20)
+    db.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def family_ro(family_url):
+    from sweeper.dashboard.data import open_readonly
+
+    db = open_readonly(family_url)
+    yield db
+    db.dispose()
+
+
+def test_family_study_meta_and_frontier_info_are_in_its_own_plane(family_ro):
+    from sweeper.dashboard.data import FRONTIER_COLUMNS, frontier_info, study_meta
+
+    meta = study_meta(family_ro, "fam")
+    assert (meta.kind, meta.axes, meta.plane) == ("fwp", ("lr", "beta_scale", "lambda", "clip"), ("lr", "beta_scale"))
+    assert meta.varying == meta.axes and meta.slice_axes() == ("lambda", "clip")
+    assert meta.slices["lambda"] == [0.9, 1.0] and meta.slices["clip"] == [1.0, math.inf]
+    info = frontier_info(family_ro, "fam")
+    m = info["members"]
+    assert (info["kind"], info["plane"], info["limits"]) == ("fwp", ("lr", "beta_scale"), {})
+    assert set(m) == {*FRONTIER_COLUMNS, "lr", "beta_scale", "lambda", "clip"}  # no plasticity, ratio, gamma
+    np.testing.assert_allclose(info["x"], np.log10(m["lr"]))
+    np.testing.assert_allclose(info["y"], np.log10(m["beta_scale"]))
+    assert info["cells"]["count"].sum() == 300
+    decay = frontier_info(family_ro, "fam", {"clip": math.inf}, plane=("lr", "lambda"))
+    assert decay["plane"] == ("lr", "lambda") and decay["limits"] == {"lambda": pytest.approx(-2.0)}
+    assert sorted(set(np.round(decay["y"], 9))) == [-2.0, -1.0]  # 0.9 -> log10(0.1); lambda 1 one decade below
+    assert set(decay["members"]["clip"]) == {math.inf}
+    with pytest.raises(ValueError, match="cannot slice by 'plasticity'; choose from: lr, beta_scale, lambda, clip"):
+        frontier_info(family_ro, "fam", {"plasticity": 100.0})
+    with pytest.raises(ValueError, match="two distinct axes of the study's model"):
+        frontier_info(family_ro, "fam", plane=("lr", "plasticity"))
+
+
+def _templates(fig):
+    return [t for t in fig.data if t.type in ("scatter", "scattergl") and t.mode == "markers"]
+
+
+@pytest.mark.parametrize("study, y, title", [("fam", "beta_scale", "log10 beta_scale"),
+                                             ("fw", "eta", "log10 eta (eta 0 at -2)")])  # fmt: skip
+def test_family_hover_shows_the_members_own_hyperparameters_and_nothing_undefined(family_ro, study, y, title):
+    import re
+
+    from sweeper.dashboard.data import frontier_info
+    from sweeper.dashboard.figures import frontier_figure
+
+    info = frontier_info(family_ro, study)
+    fig = frontier_figure(info)
+    assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == ("log10 lr", title)
+    traces = _templates(fig)
+    assert sum(len(t.ids) for t in traces) == len(info["members"]["id"])
+    assert {t.meta for t in traces if t.showlegend} == {"stable", "exploded"}  # one legend entry per outcome
+    templates = " ".join(t.hovertemplate for t in traces)
+    assert "plasticity" not in templates and "ratio" not in templates and "gamma" not in templates
+    assert f"lr %{{customdata[1]:.3g}}, {y} %{{customdata[2]:.3g}}, lambda %{{customdata[3]:.3g}}" in templates
+    assert "no clip" in templates and "clip %{customdata[4]:.3g}" in templates
+    for t in traces:
+        custom = np.asarray(t.customdata, dtype=np.float64)
+        shown = [int(k) for k in re.findall(r"customdata\[(\d+)\]", t.hovertemplate)]
+        assert np.isfinite(custom[:, shown]).all(), t.hovertemplate  # never NaN, never Infinity
+        assert ("exploded at" in t.hovertemplate) == (t.meta == "exploded")
+        assert ("no clip" in t.hovertemplate) == bool(np.isinf(custom[:, 4]).all())
+
+
+def test_family_member_panel_table_and_parallel_plot_use_the_familys_axes(family_ro):
+    from sweeper.dashboard.data import config_table, frontier_info, member_info
+    from sweeper.dashboard.figures import member_figure, parallel_figure
+    from sweeper.db import member_rows
+
+    m = frontier_info(family_ro, "fam")["members"]
+    exploded = int(m["id"][(m["outcome"] == "exploded") & np.isinf(m["clip"])][0])
+    info = member_info(family_ro, exploded)
+    mm = info["member"]
+    assert (mm["model_kind"], mm["axes"]) == ("fwp", ("lr", "beta_scale", "lambda", "clip"))
+    assert mm["plasticity"] is None and mm["lambda"] in (0.9, 1.0)
+    fig = member_figure(info)
+    title = fig.layout.title.text
+    assert title.startswith(f"member {exploded}: lr ") and ", beta_scale " in title and ", no clip, seed " in title
+    assert "plasticity" not in title and "inf" not in title.lower()
+    assert {t.name for t in fig.data} >= {"grad_fast", "grad_rest", "grad_fast_ratio"}
+    assert np.isfinite(np.asarray(info["metrics"]["grad_fast_ratio"][:-1], dtype=float)).all()  # the family's signal
+    rows = config_table(family_ro, "fam")
+    assert set(rows[0]) >= {"lr", "beta_scale", "lambda", "clip"} and "plasticity" not in rows[0]
+    assert sum(r["seeds"] for r in rows) == 300
+    parallel = parallel_figure(member_rows(family_ro, "fam"), "eval_mem_acc", ("lr", "beta_scale", "lambda", "clip"))
+    labels = [d.label for d in parallel.data[0].dimensions]
+    assert labels == ["log10 lr", "log10 beta_scale", "lambda", "clip (none = top)", "eval_mem_acc"]
+    assert set(parallel.data[0].dimensions[2].values) == {0.9, 1.0}
+
+
+def test_family_frontier_view_draws_its_fit_in_any_plane_of_its_axes(family_ro):
+    import re
+
+    from sweeper.dashboard import views
+
+    view = views.frontier_view(family_ro, "fam")
+    assert re.fullmatch(r"P\(stable\) contours at lambda (0\.9|1), (no clip|clip 1)", view.note), view.note
+    contours = [t for t in view.figure.data if t.type == "contour"]
+    z = np.asarray(contours[0].z, dtype=float)
+    assert len(contours) == 2 and np.nanmin(z) < 0.1 and np.nanmax(z) > 0.9  # the boundary crosses the plane
+    assert "log10 beta_scale = " in view.fit["headline"] and "(lr * beta_scale)" in view.fit["headline"]
+    decay = views.frontier_view(family_ro, "fam", {"clip": 1.0}, plane=("lr", "lambda"))
+    assert "in (lr, lambda)" in decay.figure.layout.title.text and "(clip=1)" in decay.figure.layout.title.text
+    assert decay.note.startswith("P(stable) contours at beta_scale ") and decay.note.endswith("clip 1")
+    assert decay.figure.layout.yaxis.title.text == "log10(1 - lambda) (lambda 1 at -2)"
+
+
+def test_family_frontier_page_picks_its_plane_and_slices_the_other_axes(family_url):
+    from sweeper.dashboard import create_app
+    from sweeper.dashboard.data import frontier_fingerprint, open_readonly
+
+    app = create_app(family_url)
+    page = _route(app.server.test_client(), "/frontier", "?study=fam").get_data(as_text=True)
+    strict_json(page)
+    for fragment in ('"id":"frontier-x"', '"value":"lr"', '"id":"frontier-y"', '"value":"beta_scale"',
+                     '{"type":"frontier-slice","axis":"lambda"}', "log10 beta_scale"):
+        assert fragment.replace(" ", "") in page.replace(" ", ""), fragment
+    ro = open_readonly(family_url)
+    shown = frontier_fingerprint(ro, "fam")
+    ro.dispose()
+    slices = {"lr": "all", "beta_scale": "all", "lambda": "all", "clip": "inf"}
+    response = _frontier_tick(app, "fam", shown, trigger="frontier-y.value", slices=slices, plane=("lr", "lambda"),
+                              default=("lr", "beta_scale"))
+    assert response.status_code == 200
+    body = strict_json(response.get_data(as_text=True))["response"]
+    figure = body["frontier-graph"]["figure"]
+    assert figure["layout"]["yaxis"]["title"]["text"] == "log10(1 - lambda) (lambda 1 at -2)"
+    assert "in (lr, lambda) (clip=inf)" in figure["layout"]["title"]["text"]
+    disabled = {json.loads(k.rsplit(".", 1)[0])["axis"]: v["disabled"] for k, v in body.items() if "frontier-slice" in k}
+    assert disabled == {"lr": True, "beta_scale": False, "lambda": True, "clip": False}
+    same = _frontier_tick(app, "fam", shown, trigger="frontier-x.value", slices=slices, plane=("lambda", "lambda"),
+                          default=("lr", "beta_scale"))
+    assert "pick two different axes" in same.get_data(as_text=True)
+
+
+def test_report_builds_for_family_studies(family_ro, tmp_path):
+    from sweeper.dashboard import build_report
+
+    result = build_report(family_ro, "fam", tmp_path / "fam.html")
+    text = (tmp_path / "fam.html").read_text()
+    assert result["boundary_fit"] and result["fig7"] and result["fig6_source"] == "sweeper.analysis.figures"
+    assert "Stability frontier (lr, beta_scale)" in text and "fast-state / rest gradient ratio" in text
+    assert "<th>beta_scale</th><th>lambda</th><th>clip</th>" in text and "<th>plasticity</th>" not in text
+    assert "NaN" not in text.split("<body>", 1)[1].split("<script")[0]  # the tables and notes
+    result = build_report(family_ro, "fw", tmp_path / "fw.html")  # no stored fit: drawn all the same
+    assert not result["boundary_fit"] and result["fig7"]
+    assert "Stability frontier (lr, eta)" in (tmp_path / "fw.html").read_text()
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_family_frontier_in_the_browser_hovers_its_own_axes_and_switches_plane(family_url, chromium, family_ro, tmp_path):
+    import re
+
+    from sweeper.db import Member
+
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors = _watch(page)
+    with bench.serving(family_url) as base:
+        page.goto(f"{base}/frontier?study=fam")
+        page.evaluate(bench.FRONTIER_DRAWN_JS, 300)
+        ytitle = "() => document.querySelector('#frontier-graph .ytitle').textContent"
+        assert page.evaluate(ytitle) == "log10 beta_scale"
+        target = page.evaluate("""() => {
+            const gd = document.querySelector('#frontier-graph .js-plotly-plot');
+            const t = gd._fullData.find(t => t.meta === 'stable' && t.hovertemplate.includes('no clip'));
+            const L = gd._fullLayout, box = gd.getBoundingClientRect();
+            return {id: t.customdata[0][0], x: box.left + L._size.l + L.xaxis.l2p(t.x[0]),
+                    y: box.top + L._size.t + L.yaxis.l2p(t.y[0])};
+        }""")  # fmt: skip
+        page.mouse.move(target["x"], target["y"])
+        page.wait_for_selector(".hoverlayer .hovertext")
+        hover = page.evaluate(
+            "() => [...document.querySelectorAll('.hoverlayer .hovertext tspan.line')].map(l => l.textContent).join(' / ')"
+        )
+        shown = re.search(r"member (\d+) \((\w+)\)", hover)  # the topmost point there (seeds of a config share it)
+        with family_ro.read_session() as s:
+            member = s.get(Member, int(shown.group(1)))
+        assert shown.group(2) == member.outcome.value and f"lr {member.lr:#.3g}, " in hover, hover
+        assert f"beta_scale {member.beta_scale:#.3g}, lambda {member.lam:#.3g}, " in hover, hover
+        assert ("no clip" in hover) == (member.clip == math.inf) and "plasticity" not in hover, hover
+        assert ("exploded at" in hover) == (member.outcome.value == "exploded"), hover
+        assert "NaN" not in hover and "Infinity" not in hover, hover
+        page.click("#frontier-y")
+        page.get_by_role("option", name="lambda", exact=True).click()
+        page.wait_for_function(f"() => ({ytitle})().startsWith('log10(1 - lambda)')")
+        assert page.evaluate(bench.FRONTIER_DRAWN_JS, 300)
+        # an axis of the plane is not a slice: lambda's dropdown is disabled now, beta_scale's enabled
+        page.wait_for_selector('button[id*="frontier-slice"][id*="lambda"][disabled]')
+        assert page.is_enabled('button[id*="frontier-slice"][id*="beta_scale"]')
+        _shot(page, tmp_path, "frontier_family_lambda")
+    context.close()
+    assert errors == []

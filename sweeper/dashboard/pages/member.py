@@ -1,4 +1,4 @@
-"""One member: configuration, result, and its traces with the early-warning alarm marked."""
+"""One member: its model's hyperparameters, result, and its traces with the early-warning alarm marked."""
 
 from __future__ import annotations
 
@@ -11,14 +11,18 @@ from sweeper.dashboard import data, figures
 PATH = "/member"
 TITLE = "Member"
 NEEDS_STUDY = False
-SHOWN = ("study", "trial", "pack_index", "config_index", "seed", "outcome", "steps_done", "explode_step", "stop_step",
-         "final_loss", "mem_acc", "baseline", "eval_mem_acc", "eval_mem_acc_frozen", "error")  # fmt: skip
+SHOWN = ("study", "trial", "pack_index", "config_index", "model_kind", "seed", "outcome", "steps_done", "explode_step",
+         "stop_step", "final_loss", "mem_acc", "baseline", "eval_mem_acc", "memory", "memory_threshold",
+         "eval_mem_positions", "eval_mem_acc_frozen", "error")  # fmt: skip
+"""The rows of a member's table after its model's own axes (`member["axes"]`)."""
 
 
-def _text(v) -> str:
+def _text(v, key: str = "") -> str:
     if v is None:
         return ""
     if isinstance(v, float):
+        if math.isinf(v) and key == "clip":
+            return "no clip"
         return "nan" if math.isnan(v) else f"{v:.4g}"
     return str(v)
 
@@ -29,7 +33,8 @@ def panel(ctx, member_id: int):
     except LookupError as e:
         return html.P(str(e))
     m = info["member"]
-    rows = [html.Tr([html.Th(k), html.Td(_text(m[k]))]) for k in SHOWN if m.get(k) is not None]
+    keys = [*m["axes"], *SHOWN]
+    rows = [html.Tr([html.Th(k), html.Td(_text(m[k], k))]) for k in keys if m.get(k) is not None]
     alarms = info["warnings"]
     alarm_text = (
         f"{len(alarms)} early-warning alarm(s); first at batch {alarms[0]['step']} "

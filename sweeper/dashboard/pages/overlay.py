@@ -1,11 +1,11 @@
-"""Fig. 6 style: a metric (default the ephemeral/slow gradient ratio) over batches, stable vs exploding."""
+"""Fig. 6 style: a metric over batches, stable vs exploding (default: the model's gradient-norm ratio,
+ephemeral / slow, or a family's fast-state / rest)."""
 
 from __future__ import annotations
 
 from dash import Input, Output, State, dcc, html
 
 from sweeper.dashboard import data, figures
-from sweeper.db.models import METRIC_NAMES
 
 PATH = "/overlay"
 TITLE = "Ratio overlay"
@@ -14,10 +14,12 @@ NEEDS_STUDY = True
 
 def layout(ctx, query):
     study = query["study"]
+    kind = data.study_meta(ctx.db, study).kind
     return html.Div([
         dcc.Store(id="study-name", data=study),
         html.H2(f"Stable vs exploding members: {study}"),
-        html.Label(["metric ", dcc.Dropdown(id="overlay-metric", options=list(METRIC_NAMES), value="grad_ratio",
+        html.Label(["metric ", dcc.Dropdown(id="overlay-metric", options=list(data.metric_names(kind)),
+                                            value=data.default_metric(kind),
                                             clearable=False, style={"width": "220px"})]),
         html.Label(["members per outcome ", dcc.Input(id="overlay-n", type="number", min=1, max=200, value=20)]),
         dcc.Graph(id="overlay-graph", figure=figures.overlay_figure(data.overlay_info(ctx.db, study))),

@@ -1,4 +1,4 @@
-"""Parallel coordinates over the members' hyperparameters and objective, coloured by outcome."""
+"""Parallel coordinates over the members' hyperparameters (their model's axes) and objective, coloured by outcome."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def layout(ctx, query):
     rows = member_rows(ctx.db, study)
     return html.Div([
         html.H2(f"Parallel coordinates: {study}"),
-        dcc.Graph(id="parallel-graph", figure=figures.parallel_figure(rows, meta.objective)),
+        dcc.Graph(id="parallel-graph", figure=figures.parallel_figure(rows, meta.objective, meta.axes)),
     ])  # fmt: skip
 
 

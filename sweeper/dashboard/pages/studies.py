@@ -6,14 +6,16 @@ from urllib.parse import quote
 
 from dash import Input, Output, dcc, html
 
-from sweeper.dashboard.figures import OUTCOME_COLORS
+from sweeper.dashboard.figures import FRONTIER_COLORS
 from sweeper.db import study_progress
 
 PATH = "/"
 TITLE = "Studies"
 NEEDS_STUDY = False
-OUTCOMES = tuple(OUTCOME_COLORS)
-"""The outcome values, in the order of the columns and the bar."""
+OUTCOMES = tuple(FRONTIER_COLORS)
+"""The `memory_outcome` values (stable members by their memory judgement; "stable" alone: without
+one), in the order of the columns and the bar, coloured as on the frontier."""
+HEADERS = {"stable": "stable (not judged)"}
 
 
 def layout(ctx, query):
@@ -24,11 +26,11 @@ def layout(ctx, query):
     ])  # fmt: skip
 
 
-def _bar(members: dict) -> html.Div:
+def _bar(members: dict, by: dict) -> html.Div:
     total = max(members.get("total", 0), 1)
     return html.Div(
-        [html.Div(style={"width": f"{100 * members.get(o, 0) / total:.2f}%", "background": OUTCOME_COLORS[o], "height": "12px"},
-                  title=f"{o}: {members.get(o, 0)}") for o in OUTCOMES],
+        [html.Div(style={"width": f"{100 * by.get(o, 0) / total:.2f}%", "background": FRONTIER_COLORS[o], "height": "12px"},
+                  title=f"{HEADERS.get(o, o)}: {by.get(o, 0)}") for o in OUTCOMES],
         style={"display": "flex", "width": "220px", "background": "#eee"},
     )  # fmt: skip
 
@@ -37,17 +39,18 @@ def studies_table(ctx):
     rows = study_progress(ctx.db)
     if not rows:
         return html.P("The database has no studies yet: run `sweeper submit STUDY.toml`.")
-    head = ["study", "status", "trials done / planned", "members", *OUTCOMES, "", "best eval_mem_acc", "views"]
+    head = ["study", "status", "trials done / planned", "members", *(HEADERS.get(o, o) for o in OUTCOMES), "",
+            "best eval_mem_acc", "views"]
     body = []
     for r in rows:
-        t, m = r["trials"], r["members"]
+        t, m, by = r["trials"], r["members"], r["memory_outcomes"]
         done = t["COMPLETE"] + t["FAILED"] + t["PRUNED"]
         name = quote(r["name"])
         best = r["best_eval_mem_acc"]
         body.append(html.Tr([
             html.Td(html.A(r["name"], href=f"/frontier?study={name}")), html.Td(r["status"], className=f"status-{r['status']}"),
             html.Td(f"{done} / {t['planned'] if t['planned'] is not None else '?'} (running {t['RUNNING']})"),
-            html.Td(m["total"]), *(html.Td(m[o]) for o in OUTCOMES), html.Td(_bar(m)),
+            html.Td(m["total"]), *(html.Td(by[o]) for o in OUTCOMES), html.Td(_bar(m, by)),
             html.Td("" if best is None else f"{best:.3f}"),
             html.Td([html.A(v, href=f"/{v}?study={name}", style={"marginRight": "6px"})
                      for v in ("frontier", "overlay", "importance", "parallel", "table")]),

@@ -1,0 +1,168 @@
+"""The frontier search and the boundary filter for the fast-weight families: each in its study's own
+plane ((lr, beta_scale) for fwp, (lr, eta) for fastweights by default).
+
+Studies are synthetic (`tests.helpers.synthetic.make_study(kind=...)`, a planted boundary
+log10 y = -log10 lr - 2), written into SQLite and PostgreSQL; only the end-to-end study, marked slow,
+starts Ray.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sweeper.analysis.boundary import fit_boundary
+from sweeper.study import StudyError, parse_study
+from tests.helpers.synthetic import FAMILY_INTERCEPT, FAMILY_SLOPE, make_study
+
+LR = (10**-3.5, 1e-1)
+Y = {"fwp": "beta_scale", "fastweights": "eta"}
+MODELS = {
+    "fwp": '[model]\nkind = "fwp"\nd_model = 8\nd_key = 4\nd_value = 4\nrule = "delta"\nphi = "identity"\n',
+    "fastweights": '[model]\nkind = "fastweights"\nhidden = 8\n',
+}
+
+
+def family_study(kind: str, search: str, *, space: str | None = None, model: str | None = None, name: str = "f") -> str:
+    y = Y[kind]
+    space = space or (f"[space.lr]\nlow = {LR[0]!r}\nhigh = {LR[1]!r}\nlog = true\n"
+                      f"[space.{y}]\nlow = 0.1\nhigh = 10.0\nlog = true\n")
+    return f"""
+name = "{name}"
+[task]
+name = "key_recall"
+{model or MODELS[kind]}
+[train]
+optimizer = "adam"
+batch_size = 4
+batches = 30
+[search]
+{search}
+[[objectives]]
+metric = "explosion_rate"
+{space}
+[fixed]
+clip = 1.0
+[execution]
+seeds = 2
+members_per_trial = 4
+eval_batches = 1
+"""
+
+
+def distance(points, y: str) -> np.ndarray:
+    """Each point's distance (in decades of y) from the planted line."""
+    return np.array([abs(np.log10(p[y]) - FAMILY_SLOPE * np.log10(p["lr"]) - FAMILY_INTERCEPT) for p in points])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The proposer
+
+
+@pytest.mark.parametrize("kind", ["fwp", "fastweights"])
+def test_frontier_proposes_points_near_a_planted_family_boundary(db, kind):
+    from sweeper.sweep.frontier import propose, study_values
+
+    y = Y[kind]
+    spec = parse_study(family_study(kind, 'kind = "frontier"\nconfigs = 40\ninitial = 1\nexplore = 0.0'))
+    assert spec.plane == ("lr", y)
+    assert set(study_values(spec)) == {"lr", y, "lambda", "clip"} and study_values(spec)["clip"] == 1.0
+    study_id = make_study(db, f"live_{kind}", members=500, steps=1, seed=7, kind=kind)
+    points = propose(db, spec, study_id, 13, np.random.default_rng(0))
+    assert len(points) == 13 and all(set(p) == {"lr", y} for p in points)
+    near = points[1:]  # the first is the seed design's (the synthetic study planned none)
+    lr = np.array([p["lr"] for p in near])
+    ys = np.array([p[y] for p in near])
+    assert np.all((LR[0] <= lr) & (lr <= LR[1])) and np.all((0.1 <= ys) & (ys <= 10.0))
+    uniform = np.random.default_rng(1)
+    box = [{"lr": 10 ** uniform.uniform(-3.5, -1), y: 10 ** uniform.uniform(-1, 1)} for _ in range(4000)]
+    assert np.median(distance(near, y)) < 0.5 * np.median(distance(box, y))
+    assert np.ptp(np.log10(lr)) > 0.8  # spread along the line, not piled on one spot
+
+
+# ---------------------------------------------------------------------------------------------------
+# The Optuna filter: a family's stored fit, and fits it cannot use
+
+
+@pytest.fixture
+def fitted(db):
+    make_study(db, "fwp_fit", members=600, steps=1, seed=8, kind="fwp")
+    fit_boundary(db, "fwp_fit", bootstrap=0)
+    make_study(db, "eph_fit", members=600, steps=1, seed=8)
+    fit_boundary(db, "eph_fit", bootstrap=0)
+    return db
+
+
+def test_a_family_fit_filters_its_own_models_proposals(fitted):
+    import optuna
+
+    from sweeper.sweep.frontier import BoundaryFilter, check_source
+    from sweeper.sweep.search import ask_filtered
+
+    spec = parse_study(family_study("fwp", 'kind = "optuna"\nconfigs = 4\nboundary_fit = "fwp_fit"\nmax_skips = 40'))
+    check_source(fitted, spec)  # same model, same plane: accepted
+    flt = BoundaryFilter.open(fitted, spec, study_id=0)
+    assert flt.predict({"lr": 0.05, "beta_scale": 5.0}) < 0.1 < 0.9 < flt.predict({"lr": 1e-3, "beta_scale": 0.2})
+    moved = flt.repair({"lr": 0.05, "beta_scale": 5.0})
+    assert 0.5 <= flt.predict(moved) < 0.6 and 0.1 <= moved["beta_scale"] <= 10.0
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ostudy = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), directions=["minimize"])
+    number, point = ask_filtered(ostudy, spec, flt.predict, flt.repair)
+    assert flt.predict(point) >= 0.5
+    skipped = [t for t in ostudy.trials if t.number != number]
+    assert skipped and all(flt.predict(t.params) < 0.5 for t in skipped)
+    assert all(t.user_attrs["sweeper_verdict"].startswith("skipped: predicted to explode") for t in skipped)
+
+
+def test_a_fit_of_another_model_or_plane_is_refused_naming_both(fitted):
+    from sweeper.analysis.boundary import BoundaryError
+    from sweeper.sweep.frontier import BoundaryFilter, check_source
+
+    other_model = parse_study(family_study("fwp", 'kind = "optuna"\nconfigs = 4\nboundary_fit = "eph_fit"'))
+    with pytest.raises(StudyError) as err:
+        check_source(fitted, other_model)
+    assert err.value.field == "search.boundary_fit"
+    assert "'eph_fit' is a study of model ephemeral" in str(err.value) and "this one of model fwp" in str(err.value)
+    with pytest.raises(BoundaryError, match="model ephemeral .* model fwp"):
+        BoundaryFilter.open(fitted, other_model, study_id=0)
+
+    gated = MODELS["fwp"].replace('"delta"', '"gated_delta"') + 'decay = "constant"\n'
+    space = (f"[space.lr]\nlow = {LR[0]!r}\nhigh = {LR[1]!r}\nlog = true\n[space.beta_scale]\nlow = 0.1\nhigh = 10.0\n"
+             "[space.lambda]\nvalues = [0.9, 0.99]\n")
+    other_plane = parse_study(family_study("fwp", 'kind = "optuna"\nconfigs = 4\nboundary_fit = "fwp_fit"\n'
+                                                  'plane = ["lr", "lambda"]', space=space, model=gated))
+    with pytest.raises(StudyError) as err:
+        check_source(fitted, other_plane)
+    message = str(err.value)
+    assert "in the (lr, beta_scale) plane" in message and "this study's plane is (lr, lambda)" in message
+    assert 'plane = ["lr", "beta_scale"]' in message
+
+    eph = parse_study(family_study("fwp", 'kind = "optuna"\nconfigs = 4\nboundary_fit = "self"'))
+    check_source(fitted, eph)  # "self" is always of the study's own model and plane
+
+
+# ---------------------------------------------------------------------------------------------------
+# End to end (Ray)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_fwp_frontier_study_end_to_end(local_ray, tmp_path, db_url):
+    import sqlalchemy as sa
+
+    from sweeper.db import Member, Trial, open_db
+    from sweeper.sweep.driver import submit
+
+    path = tmp_path / "fwp_frontier.toml"
+    path.write_text(family_study("fwp", 'kind = "frontier"\nconfigs = 6\ninitial = 2', name="fwp_frontier"))
+    result = submit(str(path), storage=db_url, progress=False)
+    assert result.status == "COMPLETE" and sum(result.members.values()) == 6 * 2
+    db = open_db(db_url)
+    with db.read_session() as s:
+        kinds = set(s.scalars(sa.select(Member.model_kind)).all())
+        points = [p["point"] for ps in s.scalars(sa.select(Trial.points)).all() for p in ps]
+    db.dispose()
+    assert kinds == {"fwp"} and len(points) == 6
+    assert all(set(p) == {"lr", "beta_scale"} for p in points)
+    assert len({(p["lr"], p["beta_scale"]) for p in points}) == 6
