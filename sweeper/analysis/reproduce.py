@@ -30,14 +30,19 @@ no-memory baseline `b` on the memory positions, over the seeds that did not expl
 
 The paper's rating holds when it maps to the same class: Good -> good, Poor / Fail -> baseline,
 "Poor (explodes)" -> explodes, Mixed -> mixed.
+
+A unit of the table is one task x configuration x recurrence setting (`Unit`, named by `Unit.key`,
+e.g. `key_recall_eph-dfa-on`, `reversal_eph-backprop-any-off`); `units()` lists those a budget runs
+and `select_units()` picks some of them by key or configuration id. `table1(only=...)` runs a
+selection; `sweeper.sweep.tuned` searches the hyperparameters of each unit instead of sharing one set.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -127,6 +132,65 @@ def categorize(mem_accs: list[float], explosion_rate: float, baseline: float) ->
     return "baseline", mean, lo, hi
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One task x configuration x recurrence setting: one population of seeds in `table1`."""
+
+    task_index: int
+    """Index into the table's task list."""
+    task_name: str
+    config: dict
+    """An entry of `CONFIGS`."""
+    recurrence: bool
+
+    @property
+    def key(self) -> str:
+        """`TASK_ID`, with `-on` / `-off` appended for a row whose recurrence is "any"."""
+        suffix = f"-{'on' if self.recurrence else 'off'}" if self.config["recurrence"] == "any" else ""
+        return f"{self.task_name}_{self.config['id']}{suffix}"
+
+
+def units(settings: Mapping[str, Any], task_names: Sequence[str]) -> list[Unit]:
+    """The units a budget runs, task by task in `CONFIGS` order ("any" rows: off, then on, or the
+    hardest setting alone, by `settings["any_recurrence"]`)."""
+    out = []
+    for ti, name in enumerate(task_names):
+        for config in CONFIGS:
+            if config["recurrence"] != "any":
+                recs = [config["recurrence"]]
+            elif settings["any_recurrence"] == "both":
+                recs = [False, True]
+            else:
+                recs = [HARDEST_ANY[config["id"]]]
+            out.extend(Unit(ti, name, config, r) for r in recs)
+    return out
+
+
+def select_units(all_units: Sequence[Unit], only: Sequence[str] | None, field: str = "--rows") -> list[Unit]:
+    """The units named in `only`, each by its key or by its configuration's id (every task and
+    recurrence setting of it); all of them for None. An unknown name is refused naming `field`."""
+    if only is None:
+        return list(all_units)
+    wanted = [w.strip() for w in only if w.strip()]
+    if not wanted:
+        raise ConfigError(field, "empty; name units (e.g. key_recall_eph-dfa-on) or configuration ids (e.g. eph-dfa-on)")
+    names = {u.key for u in all_units} | {u.config["id"] for u in all_units}
+    for w in wanted:
+        if w not in names:
+            raise ConfigError(field, f"unknown {w!r}; expected a configuration id ({', '.join(c['id'] for c in CONFIGS)}) "
+                              f"or a unit of this budget ({', '.join(u.key for u in all_units)})")
+    return [u for u in all_units if u.key in wanted or u.config["id"] in wanted]
+
+
+def row_head(unit: Unit, task) -> dict:
+    """What a report row says of its unit's table row: task, configuration, the paper's rating."""
+    config = unit.config
+    return {"task": task.name, "task_params": task.params(), "baseline": float(task.no_memory_baseline()),
+            "id": config["id"], "model": config["model"], "updater": config["updater"],
+            "recurrence": "any" if config["recurrence"] == "any" else ("on" if config["recurrence"] else "off"),
+            "paper": config["paper"], "expected": expected_category(config["paper"])}
+
+
 def run_config(config: dict, recurrence: bool, task, settings: dict, seeds: list[int], device: str) -> RunConfig:
     """The RunConfig and members of one Table 1 configuration."""
     s = settings
@@ -191,15 +255,8 @@ def run_variant(run: RunConfig, members: list[Hyper], eval_batches: int, baselin
     }
 
 
-def table1(budget: str = "quick", seeds: int | None = None, device: str = "cpu", progress: bool = False,
-           overrides: Mapping[str, Any] | None = None, tasks: list[tuple[str, dict]] | None = None) -> dict:
-    """Run Table 1 (ten configurations x key recall and 3-symbol reversal) and return a JSON-able report.
-
-    `budget` names a row of `BUDGETS`; `seeds` overrides its number of seeds; `overrides` any of its
-    other settings (width, batch_size, batches, eval_batches, rnn_lr, any_recurrence).
-    """
-    from sweeper.tasks import make_task
-
+def budget_settings(budget: str, seeds: int | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+    """The settings of a row of `BUDGETS`, with `seeds` and `overrides` applied, validated."""
     if budget not in BUDGETS:
         raise ConfigError("budget", f"got {budget!r}; expected one of {', '.join(BUDGETS)}")
     settings = dict(BUDGETS[budget])
@@ -209,24 +266,29 @@ def table1(budget: str = "quick", seeds: int | None = None, device: str = "cpu",
         settings[key] = value
     if seeds is not None:
         settings["seeds"] = seeds
-    if not isinstance(settings["seeds"], int) or settings["seeds"] < 1:
+    if not isinstance(settings["seeds"], int) or isinstance(settings["seeds"], bool) or settings["seeds"] < 1:
         raise ConfigError("seeds", f"got {settings['seeds']!r}; expected an integer >= 1")
     if settings["any_recurrence"] not in ("both", "hardest"):
         raise ConfigError("budget.any_recurrence", f"got {settings['any_recurrence']!r}; expected both or hardest")
+    return settings
+
+
+def table1(budget: str = "quick", seeds: int | None = None, device: str = "cpu", progress: bool = False,
+           overrides: Mapping[str, Any] | None = None, tasks: list[tuple[str, dict]] | None = None,
+           only: Sequence[str] | None = None) -> dict:
+    """Run Table 1 (ten configurations x key recall and 3-symbol reversal) and return a JSON-able report.
+
+    `budget` names a row of `BUDGETS`; `seeds` overrides its number of seeds; `overrides` any of its
+    other settings (width, batch_size, batches, eval_batches, rnn_lr, any_recurrence); `only` runs
+    just the units it names (`select_units`).
+    """
+    from sweeper.tasks import make_task
+
+    settings = budget_settings(budget, seeds, overrides)
     seed_list = list(range(settings["seeds"]))
     tasks = TASKS if tasks is None else tasks
-
-    jobs = []  # (task index, config, recurrence)
     task_objs = [make_task(name, **params) for name, params in tasks]
-    for ti in range(len(tasks)):
-        for config in CONFIGS:
-            if config["recurrence"] != "any":
-                recs = [config["recurrence"]]
-            elif settings["any_recurrence"] == "both":
-                recs = [False, True]
-            else:
-                recs = [HARDEST_ANY[config["id"]]]
-            jobs.extend((ti, config, r) for r in recs)
+    jobs = select_units(units(settings, [t.name for t in task_objs]), only)
 
     bar = None
     if progress:
@@ -235,19 +297,14 @@ def table1(budget: str = "quick", seeds: int | None = None, device: str = "cpu",
         bar = tqdm(total=len(jobs), unit="config", desc="table1", dynamic_ncols=True)
     start = time.perf_counter()
     rows: dict[tuple[int, str], dict] = {}
-    for ti, config, rec in jobs:
-        task = task_objs[ti]
+    for unit in jobs:
+        task, config, rec = task_objs[unit.task_index], unit.config, unit.recurrence
         baseline = float(task.no_memory_baseline())
         if bar is not None:
             bar.set_postfix_str(f"{task.name} {config['id']} rec={'on' if rec else 'off'}")
         run, members = run_config(config, rec, task, settings, seed_list, device)
         variant = run_variant(run, members, settings["eval_batches"], baseline)
-        row = rows.setdefault((ti, config["id"]), {
-            "task": task.name, "task_params": task.params(), "baseline": baseline,
-            "id": config["id"], "model": config["model"], "updater": config["updater"],
-            "recurrence": "any" if config["recurrence"] == "any" else ("on" if config["recurrence"] else "off"),
-            "paper": config["paper"], "expected": expected_category(config["paper"]), "variants": [],
-        })
+        row = rows.setdefault((unit.task_index, config["id"]), {**row_head(unit, task), "variants": []})
         row["variants"].append(variant)
         if bar is not None:
             bar.update(1)

@@ -1,11 +1,11 @@
 """The `sweeper` command: one module per command group, parsing and printing only.
 
-    run        train, bench, reproduce          (one process; no Ray, no database)
+    run        train, bench                     (one process; no Ray, no database)
     submit     submit                           (a study on Ray Tune, into the trial database)
     plan       plan                             (pack sizes for a GPU)
     db         status, trials, query, export    (read the trial database)
     warn       warn fit, warn eval              (early-warning predictors)
-    analysis   boundary, figures                (the stability boundary, the paper's figures)
+    analysis   boundary, figures, reproduce     (the stability boundary, the paper's figures and Table 1)
     dashboard  dashboard, report                (the web dashboard, the offline report)
 
 Every refusal is a `sweeper.errors.SweeperError`, raised where the problem is known and caught here

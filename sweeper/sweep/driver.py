@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sweeper.study import StudySpec
 
 # Light at import (no Ray, no torch, no SQLAlchemy): a refused flag is answered in a second or two.
 
@@ -34,6 +38,9 @@ class SubmitResult:
     """Packs by final status, over the whole study."""
     members: dict[str, int] = field(default_factory=dict)
     """Members by outcome, over the whole study."""
+    memory: dict[str, int] = field(default_factory=dict)
+    """Members by `memory_outcome` (stable ones split by their memory judgement: "stable (memory)",
+    "stable (no memory)", "stable" without one), over the whole study; empty when not counted."""
     seconds: float = 0.0
     overhead: dict[str, float] = field(default_factory=dict)
     pack_stops: dict[str, int] = field(default_factory=dict)
@@ -41,10 +48,13 @@ class SubmitResult:
     and trials Tune's PackStopper ended ("tune"); the two agree unless a pack wrote no result."""
 
 
-def submit(path: str, *, storage: str | None = None, address: str | None = None,
+def submit(path: str | StudySpec, *, storage: str | None = None, address: str | None = None,
            num_cpus: int | str | None = None, progress: bool = True, max_packs: int | None = None,
            out=sys.stderr, tune_storage: str | None = None) -> SubmitResult:
     """Run (or resume) the study in `path`. `max_packs` caps the packs this call starts (for tests).
+
+    `path` is a study file, or a `StudySpec` built in Python (`sweeper.study.study_from_dict`) whose
+    `source` is the study's TOML text: the workers parse that text again.
 
     `tune_storage`: Ray Tune's experiment directory (default $SWEEPER_TUNE_STORAGE, else a temporary
     directory on this machine, removed when the call ends). On a cluster of several hosts it must be
@@ -60,16 +70,25 @@ def submit(path: str, *, storage: str | None = None, address: str | None = None,
         raise FlagError("--num-cpus", "sets the CPUs of the private local Ray; with --address the cluster's "
                                       "own CPUs are used, so leave it out")
     cluster = check_address(address)  # a cluster that answers now, or none
-    from sweeper.study import load_study
+    from sweeper.study import StudyError, StudySpec, load_study
 
-    spec = load_study(path)  # StudyError: nothing touched yet
+    if isinstance(path, StudySpec):
+        spec, where = path, path.path or f"<{path.name}>"
+        if not spec.source.strip():
+            raise StudyError("source", "empty; a study built in Python needs its TOML text (the workers parse it)",
+                             where)
+    else:
+        spec, where = load_study(path), str(path)  # StudyError: nothing touched yet
     db = _open_database(storage)
     try:
         from .run import StudyRun
 
-        with StudyRun.start(spec, str(path), db, max_packs=max_packs) as run:
+        with StudyRun.start(spec, where, db, max_packs=max_packs) as run:
             run.execute(cluster, cpus, tune_storage=tune_storage, progress=progress, out=out)
-        return run.result(time.time() - started)
+        result = run.result(time.time() - started)
+        from sweeper.db.queries import study_progress
+
+        return replace(result, memory=study_progress(db, spec.name)[0]["memory_outcomes"])
     finally:
         db.dispose()
 
@@ -87,6 +106,8 @@ def _open_database(storage: str | None):
 
 
 def format_result(r: SubmitResult) -> str:
+    from sweeper.outcomes import STABLE_MEMORY, STABLE_NO_MEMORY
+
     from .store import FINAL
 
     finished = sum(r.counts.get(s.value, 0) for s in FINAL)
@@ -94,7 +115,11 @@ def format_result(r: SubmitResult) -> str:
              f"{finished}/{r.planned} trials finished, {r.ran} run now, in {r.seconds:.1f} s"]
     if r.counts:
         lines.append("  trials:  " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(r.counts.items())))
-    if r.members:
+    if r.memory and any(r.memory.get(k) for k in (STABLE_MEMORY, STABLE_NO_MEMORY)):
+        # stable members counted once, by their memory judgement; "stable" alone: without one
+        shown = {(f"{k} (not judged)" if k == "stable" else k): v for k, v in r.memory.items() if v}
+        lines.append("  members: " + ", ".join(f"{k} {v}" for k, v in sorted(shown.items())))
+    elif r.members:
         lines.append("  members: " + ", ".join(f"{k} {v}" for k, v in sorted(r.members.items())))
     if r.pack_stops:
         lines.append(f"  packs stopped whole (early_warning.pack_stop): {r.pack_stops['packs']} "

@@ -7,7 +7,17 @@ import math
 
 import pytest
 
-from sweeper.analysis.reproduce import BUDGETS, CONFIGS, RULE, categorize, format_table1, t_interval, table1
+from sweeper.analysis.reproduce import (
+    BUDGETS,
+    CONFIGS,
+    RULE,
+    categorize,
+    format_table1,
+    select_units,
+    t_interval,
+    table1,
+    units,
+)
 from sweeper.config import ConfigError
 
 
@@ -106,3 +116,34 @@ def test_bad_budget():
     with pytest.raises(ConfigError):
         table1(budget="smoke", overrides={"widht": 3})
     assert set(BUDGETS) >= {"quick", "full"}
+
+
+def test_units_are_named_once_each_and_the_any_rows_by_their_setting():
+    quick = units(BUDGETS["quick"], ["key_recall", "reversal"])
+    keys = [u.key for u in quick]
+    assert len(keys) == len(set(keys)) == 24
+    assert "key_recall_eph-dfa-on" in keys and "reversal_rnn-dfa-any-off" in keys and "reversal_rnn-dfa-any-on" in keys
+    hardest = units(BUDGETS["smoke"], ["key_recall"])
+    assert [u.key for u in hardest if u.config["recurrence"] == "any"] == ["key_recall_rnn-dfa-any-on",
+                                                                           "key_recall_eph-backprop-any-off"]
+
+
+def test_select_units_by_key_or_configuration_id():
+    quick = units(BUDGETS["quick"], ["key_recall", "reversal"])
+    assert [u.key for u in select_units(quick, ["eph-backprop-any"])] == [
+        "key_recall_eph-backprop-any-off", "key_recall_eph-backprop-any-on",
+        "reversal_eph-backprop-any-off", "reversal_eph-backprop-any-on"]
+    assert [u.key for u in select_units(quick, ["reversal_rnn-bptt-on", " key_recall_eph-dfa-off"])] == [
+        "key_recall_eph-dfa-off", "reversal_rnn-bptt-on"]  # in table order
+    assert select_units(quick, None) == quick
+    for bad in (["eph-dfa"], [""], ["key_recall_eph-dfa-on-on"]):
+        with pytest.raises(ConfigError) as info:
+            select_units(quick, bad)
+        assert info.value.field == "--rows"
+
+
+def test_table1_runs_only_the_selected_units():
+    rep = table1(budget="smoke", seeds=1, overrides={"batches": 1, "eval_batches": 0},
+                 only=["key_recall_eph-dfa-off", "rnn-bptt-on"])
+    assert [(r["task"], r["id"]) for r in rep["rows"]] == [
+        ("key_recall", "rnn-bptt-on"), ("key_recall", "eph-dfa-off"), ("reversal", "rnn-bptt-on")]
