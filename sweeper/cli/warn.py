@@ -1,11 +1,14 @@
-"""The early-warning commands of `sweeper`: warn fit, warn eval. Parsing and printing only.
+"""The early-warning commands of `sweeper`: warn fit, warn eval, warn transfer. Parsing and printing only.
 
-    sweeper warn fit STUDY... --name NAME [--steps K] [--model logreg|gb] [--hypers] [--min-step N]
-                             [--max-false-stop F] [--replace] [--storage URL] [--json]
-    sweeper warn eval STUDY [--predictor NAME|ID|ratio_rule] [--threshold X] [--min-step N] [--at-step N]
-                            [--json] [--storage URL]
+    sweeper warn fit STUDY... --name NAME [--steps K] [--model logreg|gb] [--features SETS] [--hypers]
+                             [--min-step N] [--max-false-stop F] [--replace] [--storage URL] [--json]
+    sweeper warn eval STUDY [--predictor NAME|ID|ratio_rule|transition_bound] [--threshold X] [--min-step N]
+                            [--at-step N] [--json] [--storage URL]
+    sweeper warn transfer STUDY [STUDY...] [--fit STUDY | --all-pairs] [--features SETS] [--steps K]
+                                [--model logreg|gb] [--min-step N] [--max-false-stop F] [--late-onset N]
+                                [--json] [--storage URL]
 
-The work is done by `sweeper.warn.fit` and `sweeper.warn.evaluate`; their refusals are
+The work is done by `sweeper.warn.fit`, `sweeper.warn.evaluate` and `sweeper.warn.transfer`; their refusals are
 `SweeperError`s naming the flag or study to change, printed once by `sweeper.cli.main`.
 """
 
@@ -14,6 +17,12 @@ from __future__ import annotations
 import argparse
 
 from sweeper.cli.db import _open  # the storage default
+from sweeper.warn.features import DEFAULT_FEATURES
+
+FEATURES_HELP = (f"comma-separated feature sets (default {DEFAULT_FEATURES}): trajectory (levels and changes in the "
+                 "fitted model's units), portable (scale-free: carries over to another task, width, updater, "
+                 "metrics_every or model), growth (trajectory's changes alone), transition (fwp delta rules' "
+                 "transition_max), hypers")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, metavar="K", help="learn from batches <= K only (default: the whole budget)")
     p.add_argument("--model", choices=("logreg", "gb"), default="logreg",
                    help="logistic regression or gradient boosting, calibrated (default logreg)")
-    p.add_argument("--hypers", action="store_true", help="also read log lr, log plasticity and their product")
+    p.add_argument("--features", default=DEFAULT_FEATURES, metavar="SETS", help=FEATURES_HELP)
+    p.add_argument("--hypers", action="store_true",
+                   help="also read log lr, log plasticity (fastweights: eta, fwp: beta_scale) and their product")
     p.add_argument("--min-step", type=int, default=20, metavar="N", help="first batch the predictor scores (default 20)")
     p.add_argument("--max-false-stop", type=float, default=0.05, metavar="F",
                    help="threshold: at most this fraction of stable members alarmed out of fold (default 0.05)")
@@ -42,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="replay a finished study: the predictor against the baselines")
     p.add_argument("study")
-    p.add_argument("--predictor", default="ratio_rule", help="ratio_rule (default), or a stored name or id")
+    p.add_argument("--predictor", default="ratio_rule",
+                   help="ratio_rule (default), transition_bound (fwp delta rules), or a stored name or id")
     p.add_argument("--threshold", type=float, help="replace the predictor's threshold")
     p.add_argument("--min-step", type=int, metavar="N", help="default: the fitted predictor's, else the study's")
     p.add_argument("--at-step", type=int, metavar="N", help="batch of auroc_at_step (default: min-step)")
@@ -52,6 +64,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     storage(p)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("transfer", help="fit on one study, evaluate on others: does the predictor carry over?")
+    p.add_argument("studies", nargs="+", metavar="STUDY")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--fit", metavar="STUDY", help="the study to fit on (default: the first)")
+    which.add_argument("--all-pairs", action="store_true", help="fit on each study in turn: the full matrix")
+    p.add_argument("--features", default=DEFAULT_FEATURES, metavar="SETS", help=FEATURES_HELP)
+    p.add_argument("--steps", type=int, metavar="K", help="fit on batches <= K only (default: the whole budget)")
+    p.add_argument("--model", choices=("logreg", "gb"), default="logreg")
+    p.add_argument("--min-step", type=int, default=20, metavar="N", help="first batch every detector scores (default 20)")
+    p.add_argument("--max-false-stop", type=float, default=0.05, metavar="F",
+                   help="the fitted threshold: at most this fraction of stable members alarmed out of fold (default 0.05)")
+    p.add_argument("--late-onset", type=int, default=100, metavar="N",
+                   help="late explosions: onset >= N (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="strict JSON")
+    storage(p)
+    p.set_defaults(func=cmd_transfer)
+
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from sweeper.cli.db import to_json
@@ -59,17 +89,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     with _open(args) as db:
         report = fit_predictor(db, args.studies, name=args.name, steps=args.steps, model=args.model,
-                               min_step=args.min_step, hypers=args.hypers, max_false_stop=args.max_false_stop,
-                               seed=args.seed, replace=args.replace)
+                               min_step=args.min_step, hypers=args.hypers, features=args.features,
+                               max_false_stop=args.max_false_stop, seed=args.seed, replace=args.replace)
     if args.json:
         report = {k: v for k, v in report.items() if k != "train_member_ids"}
         print(to_json(report))
         return 0
     r, oof = report["report"], report["report"]["out_of_fold"]
     print(f"stored predictor {report['name']!r} (id {report['id']}): {report['model']}, "
-          f"{len(report['features'])} features, batches {report['min_step']}..{report['steps'] or 'end'}")
-    print(f"  fitted on {r['members']} members ({r['exploded']} exploded, {r['stable']} stable), "
-          f"{r['examples']} examples")
+          f"{len(report['features'])} features ({report['feature_set']}), batches "
+          f"{report['min_step']}..{report['steps'] or 'end'}")
+    print(f"  fitted on {r['members']} members of {', '.join(report['models'])} ({r['exploded']} exploded, "
+          f"{r['stable']} stable), {r['examples']} examples")
     print(f"  out of fold: AUROC {oof['auroc']:.3f}; threshold {report['threshold']:.4g} -> recall "
           f"{oof['recall']:.3f}, false stops {oof['false_stop_rate']:.3f}")
     return 0
@@ -87,7 +118,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(report))
         return 0
-    m = report["members"]
+    m, t = report["members"], report["transfer"]
+    fitted = (f"fitted on {', '.join(t['fitted_on'])}, features {t['feature_set']}" if t["fitted_on"]
+              else "a rule, not fitted" if t["feature_set"] is None else f"features {t['feature_set']}")
+    print(f"predictor {report['predictor']['name']} ({fitted}); evaluated on {t['evaluated_on']}")
+    if t["level_features"]:
+        print(f"  across models it reads {len(t['level_features'])} features as levels in the units of "
+              f"{', '.join(t['fitted_kinds'])} ({', '.join(t['level_features'][:3])}, ...); "
+              "`sweeper warn fit --features portable` fits one that reads only what carries over")
     print(f"study {report['study']}: {m['evaluated']} held-out members ({m['exploded']} exploded, {m['stable']} "
           f"stable; {m['excluded_trained_on']} left out as fitted on), budget {report['budget']} batches, "
           f"scored from batch {report['min_step']}")
@@ -112,3 +150,73 @@ def _figures_table(name: str, res: dict, format_table) -> str:
          r["median_lead_time"], r["late_alarms"], r["compute_saved"], r["compute_saved_beyond_explosion_stop"])
         for n, r in rows
     ])  # fmt: skip
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from sweeper.cli.db import format_table, to_json
+    from sweeper.warn.transfer import TransferSettings, check_request, load_study, transfer_matrix
+
+    fit_on = check_request(args.studies, args.fit, args.all_pairs)
+    names = list(args.studies) + [n for n in fit_on if n not in args.studies]
+    with _open(args) as db:
+        studies = [load_study(db, n) for n in names]
+    settings = TransferSettings(features=args.features, steps=args.steps, model=args.model, min_step=args.min_step,
+                                max_false_stop=args.max_false_stop, late_onset=args.late_onset, seed=args.seed)
+    report = transfer_matrix(studies, fit_on, settings)
+    if args.json:
+        print(to_json(report))
+        return 0
+    print(_transfer_text(report, format_table))
+    return 0
+
+
+def _transfer_text(report: dict, format_table) -> str:
+    """The fitted rows, one table of every cell's detectors, the AUROC / false-stop matrix, and the verdict."""
+    r3 = lambda x: None if x is None else round(float(x), 3)  # noqa: E731
+    settings, target = report["settings"], report["targets"]
+    settings_of = {s["name"]: s["setting"] for s in report["studies"]}
+
+    def setting(name: str) -> str:
+        s = settings_of[name]
+        return f"{s['task']}, {s['model']} w{s['width']}, {s['updater']}, every {s['metrics_every']}"
+
+    lines = [f"features {settings['features']} ({len(report['features'])}); fitted on batches "
+             f"{settings['min_step']}..{settings['steps'] or 'end'}; every detector scores from batch "
+             f"{settings['min_step']}; late explosions: onset >= {settings['late_onset']}; lead = onset - alarm batch"]
+    for f in report["fits"]:
+        o = f["out_of_fold"]
+        lines.append(f"fitted on {f['fitted_on']} ({setting(f['fitted_on'])}): {f['members']} members "
+                     f"({f['exploded']} exploded, {f['stable']} stable), threshold {f['threshold']:.4g}; out of fold "
+                     f"AUROC {o['auroc']:.3f}, recall {o['recall']:.3f}, false stops {o['false_stop_rate']:.3f}")
+    rows = []
+    for c in report["cells"]:
+        where = "(out of fold)" if c["out_of_fold"] else ", ".join(c["changed"]) or "(none)"
+        for k, (name, d) in enumerate(c["detectors"].items()):
+            first = k == 0
+            rows.append((c["fitted_on"] if first else "", c["evaluated_on"] if first else "", where if first else "",
+                         f"{c['exploded']}/{c['members']}" if first else "", c["late_explosions"] if first else None,
+                         name, r3(d["auroc"]), r3(d["false_stop_rate"]), r3(d["recall"]), r3(d["late_recall"]),
+                         d["median_lead_time"], r3(d["compute_saved"]),
+                         ("yes" if c["meets_target"] else "no") if first and c["meets_target"] is not None else ""))
+    lines += ["", format_table(["fitted_on", "evaluated_on", "changed", "exploded", "late", "detector", "auroc",
+                                "false_stops", "recall", "late_recall", "median_lead", "compute_saved", "meets"],
+                               rows)]
+    fitted = [f["fitted_on"] for f in report["fits"]]
+    cols = [s["name"] for s in report["studies"]]
+    cell = {(c["fitted_on"], c["evaluated_on"]): c for c in report["cells"]}
+    matrix = []
+    for f in fitted:
+        row = [f]
+        for e in cols:
+            d = cell[(f, e)]["detectors"]["learned"]
+            mark = " (oof)" if f == e else (" *" if cell[(f, e)]["meets_target"] else "")
+            row.append(f"{r3(d['auroc'])} / {100 * d['false_stop_rate']:.1f}%{mark}")
+        matrix.append(row)
+    lines += ["", "learned predictor: AUROC / false stops (rows: fitted on, columns: evaluated on; "
+              "* meets the target, oof: out of fold)", format_table(["fitted_on \\ evaluated_on", *cols], matrix)]
+    n_off = len(report["meeting"]) + len(report["missing"])
+    lines += ["", f"target (AUROC >= {target['auroc']}, false stops <= {100 * target['false_stop_rate']:.0f}%): "
+              f"{len(report['meeting'])} of {n_off} cells off the diagonal meet it"]
+    lines += [f"  meets: {m['fitted_on']} -> {m['evaluated_on']}" for m in report["meeting"]]
+    lines += [f"  misses: {m['fitted_on']} -> {m['evaluated_on']}: {m['why']}" for m in report["missing"]]
+    return "\n".join(lines)

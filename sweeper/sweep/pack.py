@@ -7,8 +7,9 @@ tensor program). It reads top to bottom as
 
 A study of a fast-weight family (docs/families.md) trains its pack as a `FamilyPopulation`, evaluates
 it with the fast state running and held at 0 (the `eval_mem_acc_frozen` column), and writes the
-families' per-batch metrics (fast_norm, grad_fast, ...); it has no early-warning watcher (the study
-file refuses one).
+families' per-batch metrics (fast_norm, grad_fast, ...). Its early-warning watcher reads the same
+batches through the role table of `sweeper.warn.signals` (grad_fast in the ephemeral gradient's
+role, fast_norm in w_eph's, ...).
 
 It reports progress to Tune every `report_every` batches and writes everything it found (members,
 their sampled metrics, warning events, per-configuration verdicts) to the trial database in one
@@ -213,12 +214,14 @@ def _record(history: list[list[dict[str, Any]]], m) -> None:
 
 
 def _warner(spec, db, hypers):
-    """The study's early-warning watcher, or None when it is off."""
+    """The study's early-warning watcher, or None when it is off. It takes the pack's batches as the
+    engine yields them (StepMetrics, or a family's FamilyStepMetrics), mapped by the study's model."""
     if not spec.early_warning.enabled:
         return None
-    from sweeper.warn import OnlineWarner, make_predictor
+    from sweeper.warn import ModelSignals, OnlineWarner, make_predictor
 
-    return OnlineWarner(spec.early_warning, make_predictor(spec.early_warning, db), hypers=hypers)
+    return OnlineWarner(spec.early_warning, make_predictor(spec.early_warning, db), hypers=hypers,
+                        model=ModelSignals.of_study(spec))
 
 
 def _alarms(spec, warner, m, owners, hypers, events, stop_step) -> list[int]:
@@ -294,12 +297,18 @@ def _evaluate(spec, pop) -> tuple[dict[int, tuple[float, float, float, float]], 
 
 def _member_rows(spec, trained: Trained, evaluated, *, wall_time_s: float, device: str,
                  version: str) -> list[dict[str, Any]]:
-    """One `sw_members` row per member, with the config that trains it again alone."""
+    """One `sw_members` row per member, with the config that trains it again alone and, for a stable
+    member with an evaluation, whether it remembers (`sweeper.outcomes.judge_memory`)."""
+    from sweeper.outcomes import judge_memory
+    from sweeper.study.memory import study_memory_positions
+
     baseline = spec.run.task.no_memory_baseline()
+    positions = study_memory_positions(spec) if evaluated else {}
     rows = []
     for i, (h, s) in enumerate(zip(trained.hypers, trained.pop.summaries())):
         ev = evaluated.get(i, (None, None, None, None))
         owner = trained.owners[i]
+        memory = judge_memory(s.outcome, ev[2], baseline, positions.get(h.seed), spec.execution.memory_level)
         rows.append({
             "pack_index": i, "config_index": owner["config_index"], "optuna_trial_number": owner.get("optuna"),
             **hyper_columns(spec, h), "config": member_config(spec, h),
@@ -308,6 +317,8 @@ def _member_rows(spec, trained: Trained, evaluated, *, wall_time_s: float, devic
             "final_loss": s.final.get("loss"), "final_acc": s.final.get("acc"),
             "mem_acc": s.final.get("mem_acc"), "baseline": baseline,
             "eval_loss": ev[0], "eval_acc": ev[1], "eval_mem_acc": ev[2], "eval_mem_acc_frozen": ev[3],
+            "remembers": memory.remembers, "memory_threshold": memory.threshold,
+            "eval_mem_positions": memory.positions,
             "wall_time_s": wall_time_s, "device": device, "code_version": version,
         })
     return rows

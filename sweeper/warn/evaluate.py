@@ -37,6 +37,14 @@ Baselines: `explosion_criterion` (stop when the engine flags the explosion: lead
 no false stops), `loss_zscore` (predictors.LossZScore), and `median_rule` (Ray Tune's median stopping
 rule: alarm a member whose running mean loss is worse than the median of the other members' running
 means at the same batch, from min_step on, once 3 others are running).
+
+Every model family is evaluated the same way, its signals read by role (`signals.py`). A predictor
+that cannot score the study's model is refused (`Predictor.refusal`: transition_bound outside the
+delta rules, a learned predictor reading features the model lacks or hyperparameters that mean
+another quantity there). The report's `transfer` block says which models the predictor was fitted on,
+which it is evaluated on, and, across models, which of its features are levels in the fitted model's
+own units (`features.SCALE_FREE_FEATURES` are the ones that carry over). `transfer.py` (`sweeper warn
+transfer`) fits on one study and evaluates on others with these same figures.
 """
 
 from __future__ import annotations
@@ -50,9 +58,11 @@ import numpy as np
 from sweeper.errors import SweeperError
 from sweeper.outcomes import Outcome
 
+from .features import SCALE_FREE_FEATURES, feature_set_name
 from .online import OnlineWarner, Settings
-from .predictors import SCORE_CAP, LossZScore, Predictor
-from .traces import Trace, load_traces, replay_batches
+from .predictors import SCORE_CAP, LossZScore, Predictor, PredictorError
+from .signals import ModelSignals
+from .traces import Trace, load_traces, replay_batches, study_model
 
 TARGETS = {"auroc": 0.9, "false_stop_rate": 0.05, "compute_saved": 0.5}
 LATE_ONSET = 100
@@ -77,9 +87,10 @@ class Outcomes:
 
 
 def _run_warner(traces: list[Trace], predictor: Predictor, min_step: int, threshold: float | None,
-                at_step: int) -> Outcomes:
+                at_step: int, model: ModelSignals | None = None) -> Outcomes:
     hypers = [t.hyper for t in traces]
-    warner = OnlineWarner(Settings(min_step, threshold), predictor, hypers=hypers)
+    warner = OnlineWarner(Settings(min_step, threshold), predictor, hypers=hypers, model=model,
+                          chance_loss=[t.chance_loss for t in traces])
     for m in replay_batches(traces):
         warner.observe(m)
     alarm = [warner.alarmed[k].step if k in warner.alarmed else None for k in range(len(traces))]
@@ -104,7 +115,7 @@ def _median_rule(traces: list[Trace], min_step: int, at_step: int) -> Outcomes:
         if not m.full:
             continue
         k = m.member
-        loss = np.where(np.isfinite(m.loss), m.loss, np.inf)
+        loss = np.where(np.isfinite(m["loss"]), m["loss"], np.inf)
         sums[k] += loss
         counts[k] += 1
         if m.step < min_step or len(k) < MEDIAN_MIN_OTHERS + 1:
@@ -146,7 +157,8 @@ def _median(x: list[float]) -> float | None:
     return float(np.median(x)) if x else None
 
 
-def _subset(out: Outcomes, keep: list[int]) -> Outcomes:
+def subset(out: Outcomes, keep: list[int]) -> Outcomes:
+    """The outcomes of the members `keep` (indices), in that order."""
     return Outcomes([out.alarm[k] for k in keep], [out.max_score[k] for k in keep],
                     [out.first_scores[k] for k in keep], out.threshold)
 
@@ -204,9 +216,33 @@ def _meets(r: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def transfer(predictor: Predictor, model: ModelSignals) -> dict[str, Any]:
+    """Which models `predictor` was fitted on and which it is evaluated on; across models, the features
+    it reads as levels in the fitted model's units (not in SCALE_FREE_FEATURES)."""
+    payload = getattr(predictor, "payload", None) or {}
+    fitted = payload.get("models") or payload.get("model_kinds")
+    features = list(getattr(predictor, "features", ()))
+    kinds = set(payload.get("model_kinds") or [])
+    cross = bool(kinds) and kinds != {model.kind}
+    feature_set = payload.get("feature_set") or (feature_set_name(features) if features else None)
+    return {
+        "fitted_on": list(fitted) if fitted else None,
+        "fitted_kinds": sorted(kinds) if kinds else None,
+        "evaluated_on": model.describe(),
+        "evaluated_kind": model.kind,
+        "cross_model": cross,
+        "feature_set": feature_set,
+        "level_features": [f for f in features if f not in SCALE_FREE_FEATURES] if cross else [],
+    }
+
+
 def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = None, at_step: int | None = None,
              threshold: float | None = None, late_onset: int = LATE_ONSET) -> dict[str, Any]:
     """The evaluation report (strict-JSON-able) of `predictor` and the baselines on `study`."""
+    model = study_model(db, study)
+    reason = predictor.refusal(model)
+    if reason is not None:
+        raise PredictorError(reason)
     traces = load_traces(db, study)
     trained = set((getattr(predictor, "payload", None) or {}).get("train_member_ids") or [])
     held = [t for t in traces if t.member_id not in trained]
@@ -215,50 +251,103 @@ def evaluate(db, study: str, predictor: Predictor, *, min_step: int | None = Non
         why = (f"all {len(traces)} finished members of {study!r} were used to fit predictor {predictor.name!r}"
                if traces else f"study {study!r} has no finished (stable or exploded) members")
         raise EvalError(f"no held-out members to evaluate: {why}; evaluate on another study")
-    n_exp = sum(t.exploded for t in held)
-    if n_exp == 0 or n_exp == len(held):
-        missing = (Outcome.EXPLODED if n_exp == 0 else Outcome.STABLE).value
-        raise EvalError(f"no {missing} members among the {len(held)} held-out finished members of {study!r}: "
-                        "AUROC, recall and false stops need both; evaluate on a study spanning the boundary")
+    check_both_outcomes(held, study)
     if min_step is None:
         min_step = _study_min_step(db, study)
         if getattr(predictor, "payload", None) and "min_step" in predictor.payload:
             min_step = int(predictor.payload["min_step"])
     at_step = min_step if at_step is None else at_step
-    outcomes = {
-        "predictor": _run_warner(held, predictor, min_step, threshold, at_step),
-        "explosion_criterion": _explosion_criterion(held),
-        "loss_zscore": _run_warner(held, LossZScore(), min_step, None, at_step),
-        "median_rule": _median_rule(held, min_step, at_step),
-    }
-    late = [k for k, t in enumerate(held) if not t.exploded or t.explode_onset >= late_onset]
-    n_late = sum(held[k].exploded for k in late)
-    late_traces = [held[k] for k in late]
-    return {
+    outcomes = {"predictor": _run_warner(held, predictor, min_step, threshold, at_step, model),
+                **baseline_outcomes(held, min_step, at_step, model)}
+    report = {
         "study": study,
         "predictor": predictor.describe(),
+        "transfer": transfer(predictor, model),
         "min_step": min_step,
         "at_step": at_step,
         "budget": held[0].budget,
         "explode_grace": held[0].grace,
         "late_onset": late_onset,
-        "members": {
-            "evaluated": len(held), Outcome.EXPLODED.value: n_exp, Outcome.STABLE.value: len(held) - n_exp,
-            "exploded_after_grace": sum(t.exploded and t.explode_step > t.grace for t in held),
-            "exploded_before_min_step": sum(t.exploded and t.explode_step < min_step for t in held),
-            "onset_at_batch_0": sum(t.exploded and t.explode_onset == 0 for t in held),
-            "onset_before_min_step": sum(t.exploded and t.explode_onset < min_step for t in held),
-            "late_explosions": n_late,
-            "onset_estimated": sum(t.onset_estimated for t in held),
-            "excluded_trained_on": n_trained,
-        },
+        "members": members_block(held, min_step, late_onset),
         "targets": dict(TARGETS),
+    }
+    report["members"]["excluded_trained_on"] = n_trained
+    return {**report, **figures(held, outcomes, late_onset)}
+
+
+def check_both_outcomes(held: list[Trace], study: str) -> None:
+    """EvalError unless the members hold both outcomes (AUROC, recall and false stops need both)."""
+    n_exp = sum(t.exploded for t in held)
+    if n_exp == 0 or n_exp == len(held):
+        missing = (Outcome.EXPLODED if n_exp == 0 else Outcome.STABLE).value
+        raise EvalError(f"no {missing} members among the {len(held)} held-out finished members of {study!r}: "
+                        "AUROC, recall and false stops need both; evaluate on a study spanning the boundary")
+
+
+def members_block(held: list[Trace], min_step: int, late_onset: int) -> dict[str, int]:
+    """What the evaluated members are: counts by outcome and by when their explosions began."""
+    n_exp = sum(t.exploded for t in held)
+    return {
+        "evaluated": len(held), Outcome.EXPLODED.value: n_exp, Outcome.STABLE.value: len(held) - n_exp,
+        "exploded_after_grace": sum(t.exploded and t.explode_step > t.grace for t in held),
+        "exploded_before_min_step": sum(t.exploded and t.explode_step < min_step for t in held),
+        "onset_at_batch_0": sum(t.exploded and t.explode_onset == 0 for t in held),
+        "onset_before_min_step": sum(t.exploded and t.explode_onset < min_step for t in held),
+        "late_explosions": sum(t.exploded and t.explode_onset >= late_onset for t in held),
+        "onset_estimated": sum(t.onset_estimated for t in held),
+    }
+
+
+def figures(held: list[Trace], outcomes: dict[str, Outcomes], late_onset: int) -> dict[str, Any]:
+    """`results` (every explosion) and `late_explosions` (onset >= late_onset, against every stable member)
+    of the detectors' outcomes; the one named "predictor" is compared with the others."""
+    late = [k for k, t in enumerate(held) if not t.exploded or t.explode_onset >= late_onset]
+    n_late = sum(held[k].exploded for k in late)
+    late_traces = [held[k] for k in late]
+    n_exp = sum(t.exploded for t in held)
+    return {
         "results": _results({k: summarize(held, o) for k, o in outcomes.items()}),
         "late_explosions": {
             "late_onset": late_onset, Outcome.EXPLODED.value: n_late, Outcome.STABLE.value: len(held) - n_exp,
-            "results": _results({k: summarize(late_traces, _subset(o, late)) for k, o in outcomes.items()})
+            "results": _results({k: summarize(late_traces, subset(o, late)) for k, o in outcomes.items()})
             if n_late else None,
         },
+    }
+
+
+def scores_of(traces: list[Trace], predictor: Predictor, min_step: int,
+              model: ModelSignals | None = None) -> list[list[tuple[int, float]]]:
+    """Every member's (batch, score) on every batch OnlineWarner scores it (from min_step to its
+    explosion), with no alarm cutting it short: `outcomes_from_scores` then gives any threshold's alarms."""
+    warner = OnlineWarner(Settings(min_step, math.inf), predictor, hypers=[t.hyper for t in traces], model=model,
+                          chance_loss=[t.chance_loss for t in traces])
+    for m in replay_batches(traces):
+        warner.observe(m)
+    return [warner.scores.get(k, []) for k in range(len(traces))]
+
+
+def outcomes_from_scores(scores: list[list[tuple[int, float]]], threshold: float, at_step: int) -> Outcomes:
+    """What OnlineWarner at `threshold` decides from these scores: the alarm at the first score that
+    reaches it, and the scores up to that alarm (the warner scores an alarmed member no more)."""
+    alarm: list[int | None] = []
+    max_score: list[float] = []
+    first: list[tuple[int, float] | None] = []
+    for sc in scores:
+        k = next((i for i, (_, v) in enumerate(sc) if v >= threshold), None)
+        kept = sc if k is None else sc[: k + 1]
+        alarm.append(None if k is None else sc[k][0])
+        max_score.append(max((v for _, v in kept), default=-math.inf))
+        first.append(next(((s, v) for s, v in kept if s >= at_step), None))
+    return Outcomes(alarm, max_score, first, threshold)
+
+
+def baseline_outcomes(held: list[Trace], min_step: int, at_step: int,
+                      model: ModelSignals | None = None) -> dict[str, Outcomes]:
+    """The baselines' decisions: the explosion criterion, the loss z-score and the median rule."""
+    return {
+        "explosion_criterion": _explosion_criterion(held),
+        "loss_zscore": _run_warner(held, LossZScore(), min_step, None, at_step, model),
+        "median_rule": _median_rule(held, min_step, at_step),
     }
 
 

@@ -1,5 +1,18 @@
 """`sweeper warn fit`: a calibrated classifier of "will explode" from a member's first batches.
 
+Features (`features.py`, `--features`): `trajectory` by default (DEFAULT_FEATURES), `portable`
+(scale-free: for a predictor meant to score another task, width, updater, `metrics_every` or model
+family than the one it is fitted on), `growth`, `transition` (the delta rule's transition_max; fwp
+delta rules only) and `hypers` (`--hypers`). Studies of every model family can be fitted on (their
+signals read by role, `signals.py`); a fit is refused when a study lacks a requested feature's signal
+(transition_max; a task sweeper knows, for the loss-vs-chance features), or when `--hypers` would mix
+models whose plasticity role is another quantity (plasticity, eta, beta_scale). The payload records
+the models fitted on (`model_kinds`, `models`) and the feature set, which `sweeper warn eval` reports
+beside the model it evaluates on.
+
+`fit_traces` does the work on traces and stores nothing (`sweeper warn transfer` uses it as it is);
+`fit_predictor` reads the studies, calls it and stores the result in `sw_predictors`.
+
 Examples: every finished (stable or exploded) member of the given studies contributes EXAMPLES_PER_MEMBER
 truncation points, spread evenly over its full-metric batches t with min_step <= t <= steps (and
 t <= explode_step: later the engine has stopped it); each is `features.py` of the history up to t,
@@ -18,6 +31,8 @@ leaves them out.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,9 +41,19 @@ from sweeper.errors import SweeperError
 from sweeper.outcomes import Outcome
 from sweeper.provenance import code_version
 
-from .features import HYPER_FEATURES, TRAJECTORY_FEATURES, feature_matrix
+from .features import (
+    CHANCE_FEATURES,
+    DEFAULT_FEATURES,
+    HYPER_FEATURES,
+    TRANSITION_FEATURES,
+    FeatureSetError,
+    feature_matrix,
+    feature_names,
+    feature_set_name,
+)
 from .online import OnlineWarner, Settings
 from .predictors import BUILTIN, LearnedPredictor
+from .signals import HYPER_SIGNALS, TRANSITION_RULES
 from .traces import Trace, load_traces, replay_batches
 
 MODELS = ("logreg", "gb")
@@ -90,13 +115,30 @@ def _check_classes(traces: list[Trace], what: str) -> None:
                        f"{MIN_PER_CLASS} of each: add a study that spans the stability boundary")
 
 
-def _oof_threshold(traces, features, kind, min_step, steps, max_false_stop, seed) -> dict[str, Any]:
-    """Out-of-fold max scores of every member -> the threshold and what it would have done."""
+@dataclass(frozen=True)
+class Fitted:
+    """A predictor fitted on traces, before anything is stored (`fit_traces`)."""
+
+    predictor: LearnedPredictor
+    """Fitted on every usable member; its threshold from the out-of-fold replays; payload without ids."""
+    traces: list[Trace]
+    """The usable members it was fitted on."""
+    oof_scores: list[list[tuple[int, float]]]
+    """Per usable member, its (batch, score) out of fold: scored by the fold model not fitted on it, on
+    every full-metric batch from min_step up to its explosion (as OnlineWarner scores it)."""
+    oof: dict[str, Any]
+    """threshold, auroc, recall, false_stop_rate, members: the out-of-fold summary."""
+    skipped: int
+    """Members left out: exploded before min_step (no batch to learn from)."""
+
+
+def _oof(traces, features, kind, min_step, steps, max_false_stop, seed):
+    """Out-of-fold scores of every member -> (the threshold and what it would have done, the scores)."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.array([t.exploded for t in traces])
-    max_score = np.full(len(traces), -np.inf)
+    scores: list[list[tuple[int, float]]] = [[] for _ in traces]
     folds = StratifiedKFold(n_splits=min(FOLDS, int(labels.sum()), int((~labels).sum())), shuffle=True,
                             random_state=seed)
     for train_idx, test_idx in folds.split(np.zeros(len(traces)), labels):
@@ -106,76 +148,101 @@ def _oof_threshold(traces, features, kind, min_step, steps, max_false_stop, seed
             raise FitError("a cross-validation fold holds one class only; add members of both outcomes")
         model = LearnedPredictor(_model(kind, g, X, y, seed), features, 0.5, payload={"steps": steps})
         test = [traces[i] for i in test_idx]
-        warner = OnlineWarner(Settings(min_step, 2.0), model, hypers=[t.hyper for t in test])  # never alarms
+        warner = OnlineWarner(Settings(min_step, math.inf), model, hypers=[t.hyper for t in test],
+                              chance_loss=[t.chance_loss for t in test])  # never alarms: every score kept
         for m in replay_batches(test):
             warner.observe(m)
         for j, i in enumerate(test_idx):
-            max_score[i] = warner.max_score.get(j, -np.inf)
+            scores[i] = warner.scores.get(j, [])
+    max_score = np.array([max((v for _, v in sc), default=-np.inf) for sc in scores])
     stable = np.sort(max_score[~labels])[::-1]
     allowed = int(np.floor(max_false_stop * len(stable)))
     threshold = 0.0 if allowed >= len(stable) else float(np.nextafter(max(stable[allowed], 0.0), np.inf))
     threshold = min(threshold, 1.0)
     alarmed = max_score >= threshold
     finite = np.where(np.isfinite(max_score), max_score, -1.0)
-    return {
+    summary = {
         "threshold": threshold,
         "auroc": float(roc_auc_score(labels, finite)),
         "recall": float(alarmed[labels].mean()),
         "false_stop_rate": float(alarmed[~labels].mean()),
         "members": int(len(traces)),
     }
+    return summary, scores
 
 
-def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None, model: str = "logreg",
-                  min_step: int = 20, hypers: bool = False, max_false_stop: float = 0.05, seed: int = 0,
-                  replace: bool = False) -> dict[str, Any]:
-    """Fit, choose the threshold, store in sw_predictors; return the stored row's id and payload."""
-    import pickle
+def _check_models(traces: list[Trace], features: tuple[str, ...]) -> None:
+    """Every study must record what the features read; hyperparameter features must mean one quantity."""
+    by_study = {t.study: t.model for t in traces}
+    wanted = [f for f in features if f in TRANSITION_FEATURES]
+    for study, m in by_study.items():
+        if wanted and not m.has_transition:
+            raise FitError("--features", f"{', '.join(wanted)} read transition_max, which only model fwp with rule "
+                           f"{' or '.join(TRANSITION_RULES)} records; study {study!r} is {m.describe()}")
+    chance = [f for f in features if f in CHANCE_FEATURES]
+    for study, m in by_study.items():
+        if chance and m.chance_loss is None:
+            raise FitError("--features", f"{', '.join(chance)} read the loss against the task's chance loss ln V, "
+                           f"and study {study!r} names no task sweeper knows: fit with --features growth")
+    if any(f in HYPER_FEATURES for f in features):
+        meaning = {f"{m.kind}: {HYPER_SIGNALS[m.kind]['plasticity']}" for m in by_study.values()}
+        if len({HYPER_SIGNALS[m.kind]["plasticity"] for m in by_study.values()}) > 1:
+            raise FitError("--hypers", f"the studies' models write their fast state at rates of different meaning "
+                           f"({', '.join(sorted(meaning))}): log_plasticity would mix them; fit without --hypers")
 
-    import sqlalchemy as sa
 
-    from sweeper.db import Predictor as Row
-    from sweeper.db import Study
-
-    if name in BUILTIN or not name or name.isdigit():
-        raise FitError("--name", f"{name!r} is taken by a built-in predictor or reads as an id; choose another")
+def check_settings(model: str, steps: int | None, min_step: int, max_false_stop: float) -> None:
+    """Refuse fit settings that cannot work (FitError naming the flag)."""
     if model not in MODELS:
         raise FitError("--model", f"got {model!r}; expected one of {', '.join(MODELS)}")
+    if min_step < 0:
+        raise FitError("--min-step", f"got {min_step}; expected a batch >= 0")
     if steps is not None and steps < min_step:
         raise FitError("--steps", f"{steps} is before --min-step {min_step}: no batch to learn from")
     if not 0 <= max_false_stop < 1:
         raise FitError("--max-false-stop", f"got {max_false_stop}; expected a fraction in [0, 1)")
-    with db.read_session() as s:
-        exists = s.scalars(sa.select(Row.id).where(Row.name == name)).first()
-    if exists is not None and not replace:
-        raise FitError("--name", f"a predictor named {name!r} is stored already (id {exists}); choose another "
-                       "name or pass --replace")
-    features = TRAJECTORY_FEATURES + (HYPER_FEATURES if hypers else ())
-    traces = [t for study in studies for t in load_traces(db, study)]
-    if hypers:
+
+
+def parse_features(features: str, hypers: bool = False) -> tuple[str, ...]:
+    """The feature names of `--features` (and `--hypers`); FitError naming --features when unknown."""
+    try:
+        return feature_names(features + (",hypers" if hypers else ""))
+    except FeatureSetError as e:
+        raise FitError("--features", str(e)) from None
+
+
+def fit_traces(traces: list[Trace], features: tuple[str, ...], *, what: str, steps: int | None = None,
+               model: str = "logreg", min_step: int = 20, max_false_stop: float = 0.05, seed: int = 0) -> Fitted:
+    """Fit on these finished members (nothing is read from or written to a database).
+
+    `what` names the members in refusals (e.g. "studies a, b"). Refused (FitError): a study lacking a
+    feature's signal, hyperparameter features mixing quantities, a single value of lr or plasticity
+    under --hypers, fewer than MIN_PER_CLASS usable members of either outcome."""
+    check_settings(model, steps, min_step, max_false_stop)
+    _check_models(traces, features)
+    if "log_plasticity" in features:
         for axis in ("lr", "plasticity"):
             if len({t.hyper[axis] for t in traces}) < 2:
                 raise FitError("--hypers", f"every member has the same {axis}; a hyperparameter feature needs "
                                "at least two values")
     _, _, _, used = examples(traces, features, min_step, steps)
     usable = [t for t, u in zip(traces, used) if u]
-    _check_classes(usable, f"studies {', '.join(studies)}")
+    _check_classes(usable, what)
     X, y, g, _ = examples(usable, features, min_step, steps)
-    oof = _oof_threshold(usable, features, model, min_step, steps, max_false_stop, seed)
-    fitted = _model(model, g, X, y, seed)
-    with db.read_session() as s:
-        study_ids = {n: i for n, i in s.execute(sa.select(Study.name, Study.id).where(Study.name.in_(studies)))}
+    oof, scores = _oof(usable, features, model, min_step, steps, max_false_stop, seed)
     payload = {
         "format": 1,
         "features": list(features),
+        "feature_set": feature_set_name(features),
+        "model_kinds": sorted({t.model.kind for t in traces}),
+        "models": sorted({t.model.describe() for t in traces}),
         "model": model,
         "steps": steps,
         "min_step": min_step,
         "threshold": oof["threshold"],
         "max_false_stop": max_false_stop,
         "seed": seed,
-        "train_studies": list(studies),
-        "train_member_ids": [t.member_id for t in usable],
+        "train_studies": list(dict.fromkeys(t.study for t in traces)),
         "report": {
             "members": len(usable),
             Outcome.EXPLODED.value: int(sum(t.exploded for t in usable)),
@@ -185,11 +252,44 @@ def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None
             "out_of_fold": oof,
         },
     }
+    predictor = LearnedPredictor(_model(model, g, X, y, seed), features, oof["threshold"], name="learned",
+                                 payload=payload)
+    return Fitted(predictor, usable, scores, oof, len(traces) - len(usable))
+
+
+def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None, model: str = "logreg",
+                  min_step: int = 20, hypers: bool = False, features: str = DEFAULT_FEATURES,
+                  max_false_stop: float = 0.05, seed: int = 0, replace: bool = False) -> dict[str, Any]:
+    """Fit, choose the threshold, store in sw_predictors; return the stored row's id and payload.
+
+    `features`: comma-separated feature sets (`features.FEATURE_SETS`); `hypers` adds "hypers"."""
+
+    import sqlalchemy as sa
+
+    from sweeper.db import Predictor as Row
+    from sweeper.db import Study
+
+    if name in BUILTIN or not name or name.isdigit():
+        raise FitError("--name", f"{name!r} is taken by a built-in predictor or reads as an id; choose another")
+    check_settings(model, steps, min_step, max_false_stop)
+    with db.read_session() as s:
+        exists = s.scalars(sa.select(Row.id).where(Row.name == name)).first()
+    if exists is not None and not replace:
+        raise FitError("--name", f"a predictor named {name!r} is stored already (id {exists}); choose another "
+                       "name or pass --replace")
+    names = parse_features(features, hypers)
+    traces = [t for study in studies for t in load_traces(db, study)]
+    fitted = fit_traces(traces, names, what=f"studies {', '.join(studies)}", steps=steps, model=model,
+                        min_step=min_step, max_false_stop=max_false_stop, seed=seed)
+    payload = {**fitted.predictor.payload, "train_studies": list(studies),
+               "train_member_ids": [t.member_id for t in fitted.traces]}
+    with db.read_session() as s:
+        study_ids = {n: i for n, i in s.execute(sa.select(Study.name, Study.id).where(Study.name.in_(studies)))}
     with db.session() as s:
         if exists is not None:
             s.execute(sa.delete(Row).where(Row.name == name))
         row = Row(study_id=study_ids.get(studies[0]), kind="learned", name=name, payload=payload,
-                  blob=pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), code_version=code_version())
+                  blob=fitted.predictor.dumps(), code_version=code_version())
         s.add(row)
         s.flush()
         pid = row.id

@@ -10,21 +10,26 @@ batch of an explosion), scores a member on each of its full-metric batches from 
 alarms it once, the first time its score reaches the threshold. A member's last full batch at or
 before its explosion is the last one scored: after that the explosion criterion has spoken.
 `sweeper warn eval` replays stored histories through this same class.
+
+It takes the ephemeral engine's StepMetrics and the fast-weight families' FamilyStepMetrics alike:
+each batch is mapped onto the predictors' roles by `signals.as_roles` (the one role table,
+`signals.py`); the members' hyperparameters likewise (`signals.hyper_roles`). Given the study's
+`model` (`signals.ModelSignals`), it refuses a predictor that cannot score that model, and names an
+alarm's signals by the model's own metrics (grad_fast, fast_norm, ... for a family).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from sweeper.engine.metrics import EVERY_STEP_NAMES, METRIC_NAMES, StepMetrics
-
 from .history import History
 from .predictors import Predictor, PredictorError
+from .signals import ROLES, ModelSignals, RoleMetrics, as_roles, hyper_roles
 
 
 @dataclass(frozen=True)
@@ -52,18 +57,31 @@ class Alarm:
 class OnlineWarner:
     """Watches a population's StepMetrics and raises at most one Alarm per member.
 
-    `hypers` (one mapping or Hyper per member, in population order) is needed only by predictors that
-    read hyperparameters. `threshold` defaults to the spec's, else the predictor's own.
+    `hypers` (one mapping by role, or one Hyper / FastWeightsHyper / FWPHyper per member, in population
+    order) is needed only by predictors that read hyperparameters. `threshold` defaults to the spec's,
+    else the predictor's own. `model`: the members' model; without it each batch's own type decides
+    the mapping (a batch with `fast_norm` is a family's) and nothing is refused up front. `chance_loss`:
+    each member's task's ln V (one per member, for a replay of members of several studies); by default
+    the model's (`ModelSignals.chance_loss`).
     """
 
-    def __init__(self, early_warning, predictor: Predictor, *, hypers: Sequence | None = None):
+    def __init__(self, early_warning, predictor: Predictor, *, hypers: Sequence | None = None,
+                 model: ModelSignals | None = None, chance_loss: Sequence[float | None] | None = None):
         self.predictor = predictor
+        self.model = model
         self.min_step = int(early_warning.min_step)
         self.threshold = float(early_warning.threshold if early_warning.threshold is not None
                                else predictor.threshold)
+        if model is not None:
+            reason = predictor.refusal(model)
+            if reason is not None:
+                raise PredictorError(reason)
         if getattr(predictor, "uses_hypers", False) and hypers is None:
             raise PredictorError(f"predictor {predictor.name!r} reads hyperparameters; pass hypers= to OnlineWarner")
-        self._hypers = [_hyper_dict(h) for h in hypers] if hypers is not None else None
+        kind = model.kind if model is not None else None
+        self._hypers = [hyper_roles(h, kind) for h in hypers] if hypers is not None else None
+        self._chance = list(chance_loss) if chance_loss is not None else None
+        self._model_chance = model.chance_loss if model is not None else None
         self.histories: dict[int, History] = {}
         self.alarmed: dict[int, Alarm] = {}
         self.max_score: dict[int, float] = {}
@@ -76,19 +94,21 @@ class OnlineWarner:
         h = self.histories.get(member)
         if h is None:
             hyper = self._hypers[member] if self._hypers is not None else None
-            h = self.histories[member] = History(member, hyper)
+            chance = self._chance[member] if self._chance is not None else self._model_chance
+            h = self.histories[member] = History(member, hyper, chance)
         return h
 
-    def observe(self, m: StepMetrics) -> list[Alarm]:
-        """Record one batch; return the alarms it raises (members alarmed for the first time)."""
+    def observe(self, m) -> list[Alarm]:
+        """Record one batch (StepMetrics, FamilyStepMetrics or RoleMetrics); return the alarms it raises
+        (members alarmed for the first time)."""
+        m: RoleMetrics = as_roles(m, self.model)
         to_score = []
         for r, member in enumerate(m.member):
             member = int(member)
             exploded = bool(m.exploded[r])
             if not (m.full or exploded) or member in self._done:
                 continue
-            names = METRIC_NAMES if m.full else EVERY_STEP_NAMES
-            self._history(member).append(m.step, m.full, exploded, {k: getattr(m, k)[r] for k in names})
+            self._history(member).append(m.step, m.full, exploded, {k: m.values[k][r] for k in ROLES})
             if exploded:
                 self._done.add(member)  # scored on this batch if it is a full one, never after
             if m.full and m.step >= self.min_step and member not in self.alarmed:
@@ -103,16 +123,17 @@ class OnlineWarner:
             self.scores.setdefault(member, []).append((m.step, score))
             self.max_score[member] = max(self.max_score.get(member, -math.inf), score)
             if score >= self.threshold:
-                alarm = Alarm(member, m.step, score, self.predictor.signals(view))
+                alarm = Alarm(member, m.step, score, self._named(self.predictor.signals(view)))
                 self.alarmed[member] = alarm
                 alarms.append(alarm)
         return alarms
 
-
-def _hyper_dict(h) -> dict[str, float]:
-    if isinstance(h, Mapping):
-        return {k: float(v) for k, v in h.items() if k in ("lr", "plasticity", "ratio", "gamma", "clip")}
-    return {k: float(getattr(h, k)) for k in ("lr", "plasticity", "ratio", "gamma", "clip")}
+    def _named(self, signals: dict[str, float | None]) -> dict[str, float | None]:
+        """An alarm's signals under the model's own metric names (roles a model lacks are dropped)."""
+        if self.model is None:
+            return signals
+        names = self.model.signals
+        return {names.get(k, k): v for k, v in signals.items() if k not in ROLES or k in names}
 
 
 def is_shadow(member_seed_key: str, fraction: float) -> bool:

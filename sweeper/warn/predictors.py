@@ -2,12 +2,18 @@
 
 Every predictor has one job, `score_many(histories) -> (n,) scores`, and a default `threshold`: a
 member whose score reaches it is alarmed. Scores are finite floats. `score_many` takes many members at
-once so a learned model makes one call per batch, not one per member.
+once so a learned model makes one call per batch, not one per member. Histories are by role
+(`signals.py`), so every predictor reads every model family; `refusal(model)` says why a predictor
+cannot score a model (None when it can), and OnlineWarner and `sweeper warn eval` refuse with it.
 
 - `RatioRule` ("ratio_rule", the default): the paper's observation (sec. 4.3.1, Fig. 6) that the
   ephemeral/slow gradient-norm ratio grows from the start in runs that later explode. Score: how
   many decades the ratio has grown since the member's first full-metric batch (`direction = -1`
-  reads the Fig. 6 caption instead: a shrinking ratio warns).
+  reads the Fig. 6 caption instead: a shrinking ratio warns). On a fast-weight family it reads
+  grad_fast / grad_rest (the role table of `signals.py`).
+- `TransitionBound` ("transition_bound"): the delta rule's own stability bound (SCIENCE.md section 8,
+  docs/families.md): the largest eta_t ||phi(k_t)||^2 seen so far, against 2. fwp with rule delta or
+  gated_delta only.
 - `LearnedPredictor`: a calibrated scikit-learn classifier over `features.py`, fitted on finished
   members by `sweeper.warn.fit` and stored in `sw_predictors`; its score is P(explodes).
 - `LossZScore`, a baseline for `sweeper warn eval`: a spike of the loss above its recent mean. The
@@ -28,12 +34,22 @@ from sweeper.config import ConfigError
 from sweeper.errors import SweeperError
 from sweeper.jsonio import to_strict
 
-from .features import HYPER_FEATURES, LOG_CAP, feature_matrix, log_ratio, safe_log10
+from .features import (
+    CHANCE_FEATURES,
+    HYPER_FEATURES,
+    LOG_CAP,
+    TRANSITION_FEATURES,
+    feature_matrix,
+    log_ratio,
+    median,
+    safe_log10,
+)
 from .history import HistoryView
+from .signals import HYPER_SIGNALS, TRANSITION, TRANSITION_RULES, ModelSignals
 
 SCORE_CAP = 100.0
 """The score of a member whose loss, logits or gradient norms went non-finite (for the rules)."""
-BUILTIN = ("ratio_rule",)
+BUILTIN = ("ratio_rule", "transition_bound")
 """Predictor names that are not looked up in the database."""
 
 
@@ -58,12 +74,19 @@ class Predictor:
     def score(self, history: HistoryView) -> float:
         return float(self.score_many([history])[0])
 
+    def refusal(self, model: ModelSignals) -> str | None:
+        """Why this predictor cannot score members of `model` (None: it can)."""
+        return None
+
     def signals(self, history: HistoryView) -> dict[str, float | None]:
-        """What the predictor looked at, for the alarm's record (JSON-able; non-finite as None)."""
+        """What the predictor looked at, for the alarm's record (JSON-able; non-finite as None), by role
+        (OnlineWarner renames them to the model's own metric names)."""
         f = history.full_rows()
         out = {"step": float(history.last_step)}
         for k in ("loss", "max_logit", "grad_ratio", "grad_eph", "grad_slow", "w_eph", "w_slow"):
             out[k] = float(f[k][-1] if len(f) else history[k][-1])
+        if len(f) and not np.isnan(f[TRANSITION]).all():
+            out[TRANSITION] = float(f[TRANSITION][-1])
         return to_strict(out, nonfinite=None)
 
     def describe(self) -> dict[str, Any]:
@@ -119,7 +142,7 @@ class RatioRule(Predictor):
                 out[i] = SCORE_CAP
                 continue
             r = log_ratio(f)
-            out[i] = self.direction * (float(np.median(r[-3:])) - float(r[0]))
+            out[i] = self.direction * (median(r[-3:]) - float(r[0]))
         return out
 
     def signals(self, history: HistoryView) -> dict[str, float | None]:
@@ -135,6 +158,72 @@ class RatioRule(Predictor):
 def _finite(h: HistoryView, f: HistoryView) -> bool:
     return bool(np.isfinite(h["loss"]).all() and np.isfinite(h["max_logit"]).all()
                 and np.isfinite(f["grad_eph"]).all() and np.isfinite(f["grad_slow"]).all())
+
+
+# ---------------------------------------------------------------------------------------------------
+# The delta rule's bound
+
+
+TRANSITION_APPLIES = f"model fwp with rule {' or '.join(TRANSITION_RULES)}"
+
+
+class TransitionBound(Predictor):
+    """The largest eta_t ||phi(k_t)||^2 (`transition_max`) over the member's full-metric batches so far.
+
+    The delta rule's transition multiplies the fast state along phi(k_t) by
+    lambda_t (1 - eta_t ||phi(k_t)||^2), and leaves it (times lambda_t) elsewhere: non-expansive while
+    the product x_t = eta_t ||phi(k_t)||^2 stays in [0, 2] (docs/families.md; with a decay lambda_t < 1
+    the limit is 1 + 1/lambda_t, so 2 is the bound that holds for every lambda). Threshold 2 by default.
+
+    Running maximum, not the latest value: the warner alarms a member once, the first time its score
+    reaches the threshold, so the two agree on every alarm raised from `min_step` on; they differ only
+    on a crossing before `min_step` that has receded by then, which the maximum keeps (the slow net has
+    shown it can program an expanding step, and nothing in the rule undoes that), and in the ranking of
+    members (AUROC), where the maximum is the bound's own question: did any step leave the
+    contractive range. Like every predictor it reads the full-metric batches (the rows the database
+    keeps), so a crossing on a batch between two of them is seen only if it lasts until the next.
+    A non-finite loss, logit or transition_max scores SCORE_CAP.
+    """
+
+    kind = name = "transition_bound"
+    DEFAULT_THRESHOLD = 2.0
+    PARAMS: dict[str, tuple[type, Any]] = {}
+
+    def __init__(self, threshold: float | None = None, params: Mapping[str, Any] | None = None):
+        _params(params or {}, self.PARAMS, self.kind)
+        self.threshold = self.DEFAULT_THRESHOLD if threshold is None else float(threshold)
+
+    def refusal(self, model: ModelSignals) -> str | None:
+        if model.has_transition:
+            return None
+        return (f"predictor {self.name!r} watches the delta rule's transition (transition_max), which only "
+                f"{TRANSITION_APPLIES} records; this study's model is {model.describe()}: use ratio_rule or a "
+                "learned predictor")
+
+    def score_many(self, histories: list[HistoryView]) -> np.ndarray:
+        out = np.empty(len(histories))
+        for i, h in enumerate(histories):
+            f = h.full_rows()
+            x = f[TRANSITION]
+            if not (np.isfinite(h["loss"]).all() and np.isfinite(h["max_logit"]).all()):
+                out[i] = SCORE_CAP
+            elif len(x) and np.isnan(x).all():
+                raise PredictorError(f"predictor {self.name!r}: member {h.member} has no transition_max recorded; "
+                                     f"it applies to {TRANSITION_APPLIES} only")
+            elif not np.isfinite(x).all():
+                out[i] = SCORE_CAP
+            else:
+                out[i] = min(float(x.max()), SCORE_CAP) if len(x) else 0.0
+        return out
+
+    def signals(self, history: HistoryView) -> dict[str, float | None]:
+        s = super().signals(history)
+        f = history.full_rows()
+        s["transition_max_peak"] = to_strict(float(np.max(f[TRANSITION])) if len(f) else math.nan, nonfinite=None)
+        return s
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "params": {}, "applies_to": TRANSITION_APPLIES}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -196,6 +285,36 @@ class LearnedPredictor(Predictor):
     def uses_hypers(self) -> bool:
         return any(n in HYPER_FEATURES for n in self.features)
 
+    @property
+    def fitted_kinds(self) -> tuple[str, ...] | None:
+        """The model kinds of the members it was fitted on (None: not recorded)."""
+        kinds = self.payload.get("model_kinds")
+        return tuple(kinds) if kinds else None
+
+    def refusal(self, model: ModelSignals) -> str | None:
+        missing = [n for n in self.features if n in TRANSITION_FEATURES]
+        if missing and not model.has_transition:
+            return (f"predictor {self.name!r} reads {', '.join(missing)}, from transition_max, which only model "
+                    f"fwp with rule {' or '.join(TRANSITION_RULES)} records; this study's model is "
+                    f"{model.describe()}: fit one without the transition features (--features trajectory or "
+                    "portable)")
+        chance = [n for n in self.features if n in CHANCE_FEATURES]
+        if chance and model.chance_loss is None:
+            return (f"predictor {self.name!r} reads {', '.join(chance)}, the loss against the task's chance loss "
+                    "ln V, and this study's task is not known (its stored spec names no task sweeper has)")
+        if self.uses_hypers:
+            # legacy rows (no model_kinds) were fitted on the ephemeral model: before the role mapping no
+            # other model's members could be fitted
+            fitted = self.fitted_kinds or ("ephemeral",)
+            meaning = {HYPER_SIGNALS[k]["plasticity"] for k in fitted}
+            if meaning != {HYPER_SIGNALS[model.kind]["plasticity"]}:
+                names = [n for n in self.features if n in HYPER_FEATURES]
+                return (f"predictor {self.name!r} reads {', '.join(names)}, fitted on {', '.join(fitted)} where "
+                        f"plasticity is {', '.join(sorted(meaning))}; in {model.kind} it is "
+                        f"{HYPER_SIGNALS[model.kind]['plasticity']}, another quantity: fit one without --hypers "
+                        "to score another model")
+        return None
+
     def score_many(self, histories: list[HistoryView]) -> np.ndarray:
         if not histories:
             return np.zeros(0)
@@ -211,7 +330,8 @@ class LearnedPredictor(Predictor):
         return s
 
     def describe(self) -> dict[str, Any]:
-        keep = ("model", "steps", "min_step", "train_studies", "features")
+        keep = ("model", "steps", "min_step", "train_studies", "features", "feature_set", "model_kinds",
+                "models")
         return {**super().describe(), **{k: self.payload[k] for k in keep if k in self.payload}}
 
     def dumps(self) -> bytes:
@@ -222,14 +342,18 @@ class LearnedPredictor(Predictor):
 # Making one from a study's [early_warning]
 
 
+BUILTIN_CLASSES: dict[str, type[Predictor]] = {"ratio_rule": RatioRule, "transition_bound": TransitionBound}
+
+
 def make_predictor(early_warning, db=None) -> Predictor:
-    """The predictor an EarlyWarningSpec names: RatioRule for "ratio_rule", else the stored one (needs db).
+    """The predictor an EarlyWarningSpec names: a built-in one (BUILTIN) by name, else the stored one
+    (needs db).
 
     `early_warning.threshold`, when set, replaces the predictor's own threshold.
     """
     name = early_warning.predictor
-    if name == "ratio_rule":
-        return RatioRule(early_warning.threshold, early_warning.params)
+    if name in BUILTIN_CLASSES:
+        return BUILTIN_CLASSES[name](early_warning.threshold, early_warning.params)
     if db is None:
         raise PredictorError(f"early_warning.predictor: {name!r} is a stored predictor; loading it needs the "
                              "trial database (make_predictor(spec, db))")
@@ -243,13 +367,13 @@ def make_predictor(early_warning, db=None) -> Predictor:
 
 
 def load_predictor(db, name_or_id: str | int) -> Predictor:
-    """A predictor by name ("ratio_rule" or a stored name: the newest of that name) or stored id."""
+    """A predictor by name (a built-in one, or a stored name: the newest of that name) or stored id."""
     import sqlalchemy as sa
 
     from sweeper.db import Predictor as Row
 
-    if name_or_id == "ratio_rule":
-        return RatioRule()
+    if name_or_id in BUILTIN_CLASSES:
+        return BUILTIN_CLASSES[name_or_id]()
     with db.read_session() as s:
         if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
             row = s.get(Row, int(name_or_id))
@@ -270,4 +394,4 @@ def load_predictor(db, name_or_id: str | int) -> Predictor:
 
 
 __all__ = ["BUILTIN", "LOG_CAP", "SCORE_CAP", "LearnedPredictor", "LossZScore", "Predictor",
-           "PredictorError", "RatioRule", "load_predictor", "make_predictor"]
+           "PredictorError", "RatioRule", "TransitionBound", "load_predictor", "make_predictor"]

@@ -5,6 +5,13 @@ Ground truth: a member that ran its budget without being stopped early, i.e. out
 unknown). Its rows are the ones the worker stored: the full-metric batches plus the explosion batch.
 A row is full where `grad_slow` was recorded (not NULL; NaN is a recorded value).
 
+Every model is read by role (`signals.py`): the columns that fill each role for the study's model
+(grad_fast, grad_rest, fast_norm, transition_max, ... for a fast-weight family) are read into the
+history under the role's name, and the members' hyperparameters likewise (plasticity = eta for
+fastweights, beta_scale for fwp). A family's explosion batch is stored with every metric (its engine
+computes them on every batch); unless it is a full-metric batch (every `metrics_every`, and the last)
+it is read as the loss-only row the worker's warner kept, so a replay sees what the worker saw.
+
 Each exploded member carries its onset (`sw_members.explode_onset`, docs/engine.md) beside its
 detection (`explode_step`). Rows written before schema revision 0004 have no onset: it is then
 estimated from the stored rows by the same rule (`onset_from_rows`) and the trace says so
@@ -23,9 +30,9 @@ import sqlalchemy as sa
 from sweeper.config import TrainConfig
 from sweeper.db import Member, MemberMetric, Outcome, Study
 from sweeper.db.queries import _study_id
-from sweeper.engine.metrics import METRIC_NAMES, StepMetrics
 
 from .history import History
+from .signals import EVERY_STEP_ROLES, HYPER_SIGNALS, ROLES, ModelSignals, RoleMetrics
 
 
 @dataclass
@@ -48,7 +55,14 @@ class Trace:
     grace: int
     """train.explode_grace: explosions at this batch were flagged as soon as the criterion could look."""
     hyper: dict[str, float]
+    """By role (`signals.hyper_roles`): lr, plasticity (eta, beta_scale for the families), ..."""
     history: History
+    model: ModelSignals = ModelSignals("ephemeral")
+    """The study's model: which of its signals fill the roles (and its task's chance loss)."""
+
+    @property
+    def chance_loss(self) -> float | None:
+        return self.model.chance_loss
 
     @property
     def exploded(self) -> bool:
@@ -76,31 +90,57 @@ def onset_from_rows(step, loss, max_logit, detection: int, threshold: float) -> 
     return int(step[k])
 
 
+def _model(study: Study, member_kind: str | None) -> ModelSignals:
+    """The study's model: its members' `model_kind` (else the spec's), the rule from the spec."""
+    spec_model = ModelSignals.of_spec(study.spec)
+    if member_kind is None or member_kind == spec_model.kind:
+        return spec_model
+    spec = study.spec or {}
+    return ModelSignals.of_spec({**spec, "model": {**(spec.get("model") or {}), "kind": member_kind}})
+
+
+def study_model(db, study_name: str) -> ModelSignals:
+    """The model of a stored study (`ModelSignals`)."""
+    with db.read_session() as s:
+        study = s.get(Study, _study_id(s, db, study_name))
+        kind = s.scalars(sa.select(Member.model_kind).where(Member.study_id == study.id).limit(1)).first()
+        return _model(study, kind)
+
+
 def load_traces(db, study_name: str) -> list[Trace]:
-    """The finished (stable or exploded) members of a study, in member-id order, with their rows."""
+    """The finished (stable or exploded) members of a study, in member-id order, with their rows by role."""
     with db.read_session() as s:
         study = s.get(Study, _study_id(s, db, study_name))  # StudyNotFound names the known ones
         budget, grace = _train_setting(study, "batches"), _train_setting(study, "explode_grace")
+        every = _train_setting(study, "metrics_every")
         threshold = float(((study.spec or {}).get("train") or {}).get("explode_threshold",
                                                                         TrainConfig.explode_threshold))
         members = s.scalars(sa.select(Member).where(
             Member.study_id == study.id, Member.outcome.in_([Outcome.STABLE, Outcome.EXPLODED])
         ).order_by(Member.id)).all()
+        model = _model(study, members[0].model_kind if members else None)
+        family = model.kind in ("fastweights", "fwp")
         traces = {}
         for i, m in enumerate(members):
-            hyper = {k: getattr(m, k) for k in ("lr", "plasticity", "ratio", "gamma", "clip")}
+            hyper = {role: float(getattr(m, field)) for role, field in HYPER_SIGNALS[model.kind].items()
+                     if getattr(m, field) is not None}
             traces[m.id] = Trace(m.id, study_name, m.outcome, m.explode_step, m.explode_onset,
                                  m.outcome == Outcome.EXPLODED and m.explode_onset is None, m.steps_done, budget,
-                                 grace, hyper, History(i, hyper))
-        cols = [MemberMetric.member_id, MemberMetric.step, *(getattr(MemberMetric, k) for k in METRIC_NAMES)]
+                                 grace, hyper, History(i, hyper, model.chance_loss), model)
+        roles = [r for r in ROLES if r in model.signals]
+        cols = [MemberMetric.member_id, MemberMetric.step, *(getattr(MemberMetric, model.signals[r]) for r in roles)]
         q = (sa.select(*cols).join(Member, Member.id == MemberMetric.member_id)
              .where(Member.study_id == study.id, Member.outcome.in_([Outcome.STABLE, Outcome.EXPLODED]))
              .order_by(MemberMetric.member_id, MemberMetric.step))
         for row in s.execute(q):
-            t = traces[row[0]]
-            values = dict(zip(METRIC_NAMES, row[2:]))
+            t, step = traces[row[0]], row[1]
+            values = dict(zip(roles, row[2:]))
             full = values["grad_slow"] is not None
-            t.history.append(row[1], full, t.explode_step == row[1], values)
+            if family and full and step % every and step != budget - 1:
+                full = False  # a family's explosion batch between two full ones: the loss-only row
+            if not full:
+                values = {k: v for k, v in values.items() if k in EVERY_STEP_ROLES}
+            t.history.append(step, full, t.explode_step == step, values)
     for t in traces.values():
         if t.onset_estimated:
             v = t.history.view()
@@ -110,7 +150,7 @@ def load_traces(db, study_name: str) -> list[Trace]:
 
 
 def replay_batches(traces: list[Trace]):
-    """The stored rows as the StepMetrics a worker would have seen, batch by batch.
+    """The stored rows as the batches a worker would have seen (RoleMetrics, by role), batch by batch.
 
     Member k of the replay is traces[k]. An exploded member's rows end at its explosion, as they do
     when the engine stops it (`stop_on_explosion`). Each batch carries the members that have a row at
@@ -131,5 +171,5 @@ def replay_batches(traces: list[Trace]):
         full = bool(any(views[k].full[r] for k, r in rows))
         exploded = np.array([traces[k].explode_step == step for k, _ in rows], dtype=bool)
         arrays = {name: np.array([views[k].metrics[name][r] for k, r in rows], dtype=np.float64)
-                  for name in METRIC_NAMES}
-        yield StepMetrics(step=step, member=member, exploded=exploded, full=full, **arrays)
+                  for name in ROLES}
+        yield RoleMetrics(step=step, member=member, exploded=exploded, full=full, values=arrays)

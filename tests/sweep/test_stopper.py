@@ -1,4 +1,5 @@
-"""Whole packs stopped through Ray Tune (`[early_warning] pack_stop`), on a real local Ray.
+"""Whole packs stopped through Ray Tune (`[early_warning] pack_stop`), on a real local Ray; and the member-level
+watcher in a fast-weight family's pack (fwp DeltaNet under `transition_bound`).
 
 The rule: once `pack_stop` of a pack's members exploded or were stopped, Tune's PackStopper ends the
 trial and the survivors are recorded as stopped early. What must hold: the pack's results are all
@@ -7,6 +8,8 @@ event, Optuna hears PRUNED for them, and packs that do not meet the rule run to 
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -114,3 +117,70 @@ def test_without_pack_stop_the_survivors_run_to_the_end(local_ray, tmp_path):
     assert [o for p, o, _ in outcomes if p == 1e7] == ["exploded", "exploded"]
     assert all(o == "stable" and d == 200 for p, o, d in outcomes if p != 1e7)
     assert rows(url, "SELECT count(*) FROM sw_warnings") == [(0,)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The member-level watcher in a fast-weight family's pack
+
+FAMILY_STUDY = """
+name = "dn_warn"
+[task]
+name = "key_recall"
+[model]
+kind = "fwp"
+d_model = 8
+d_key = 4
+d_value = 4
+rule = "delta"
+phi = "silu_l2"
+psi = "sigmoid"
+[train]
+optimizer = "adam"
+batch_size = 4
+batches = 12
+metrics_every = 2
+[search]
+kind = "grid"
+[[objectives]]
+metric = "eval_mem_acc"
+[space.beta_scale]
+values = [1.5, 8.0]
+[fixed]
+lr = 1e-2
+[execution]
+seeds = 2
+members_per_trial = 4
+report_every = 6
+eval_batches = 2
+[early_warning]
+enabled = true
+predictor = "transition_bound"
+min_step = 4
+"""
+
+
+def test_family_pack_stops_the_members_past_the_transition_bound(local_ray, tmp_path):
+    """fwp DeltaNet with L2-normalized keys: eta_t ||phi(k_t)||^2 = beta_scale sigmoid(beta_t) < beta_scale, so
+    the beta_scale 1.5 members can never reach the bound 2, and the beta_scale 8 members start near 4
+    (sigmoid(beta_t) about 1/2 at initialization): those are stopped at the first scored batch, 4."""
+    from sweeper.cli import main
+    from tests.helpers.sweep import assert_study_sound
+
+    url = f"sqlite:///{tmp_path / 'dn.sqlite3'}"
+    path = tmp_path / "dn_warn.toml"
+    path.write_text(FAMILY_STUDY)
+    assert main(["submit", str(path), "--storage", url, "--no-progress"]) == 0
+    assert_study_sound(url, "dn_warn", configs=2, seeds=2)
+    members = rows(url, "SELECT beta_scale, outcome, stop_step, steps_done FROM sw_members ORDER BY beta_scale, seed")
+    assert members == [(1.5, "stable", None, 12)] * 2 + [(8.0, "stopped_early", 4, 5)] * 2
+    events = rows(url, "SELECT w.predictor, w.action, w.step, w.score, w.signals FROM sw_warnings w "
+                       "JOIN sw_members m ON m.id = w.member_id ORDER BY m.seed")
+    assert [e[:3] for e in events] == [("transition_bound", "stopped", 4)] * 2
+    for *_, score, signals in events:
+        signals = json.loads(signals) if isinstance(signals, str) else signals
+        assert 2 <= score < 8 and signals["transition_max_peak"] == score
+        assert {"transition_max", "grad_fast", "grad_rest", "fast_norm"} <= set(signals)  # the family's names
+        assert "grad_eph" not in signals
+    states = rows(url, "SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                       "WHERE s.study_name = 'sweeper/dn_warn' ORDER BY t.number")
+    assert [s for s, in states] == ["COMPLETE", "PRUNED"]
