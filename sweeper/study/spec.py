@@ -44,6 +44,11 @@ Two searches use a fitted stability boundary (`sweeper.analysis`):
     initial = 4                 # (default: 4, at most configs)
     explore = 0.1               # fraction of points drawn anywhere in the space instead (default 0.1)
     candidates = 4096           # random candidate points scored per proposal (default 4096)
+    offset = 0.25               # distance from the line of the first points placed beside it, in the
+    min_offset = 0.08           # space's unit square; it shrinks to min_offset as configurations
+                                # gather near the line (defaults 0.25, 0.08)
+    stable_share = 0.5          # share of those points on the predicted-stable side (default 0.5;
+                                # lower spends less: a stable member trains its whole budget)
 
     [search]
     kind = "optuna"
@@ -159,9 +164,12 @@ NAME_RULE = "1-64 characters from A-Z a-z 0-9 _ . -, starting with a letter or d
 TOP_KEYS = ("name", "description", "task", "model", "train", "search", "objectives", "space", "fixed",
             "execution", "early_warning")
 REQUIRED_KEYS = ("name", "task", "search", "objectives", "space")
-SEARCH_KEYS = ("kind", "sampler", "configs", "seed", "initial", "explore", "candidates", "boundary_fit",
-               "min_p_stable", "max_skips", "plane")
+SEARCH_KEYS = ("kind", "sampler", "configs", "seed", "initial", "explore", "candidates", "offset", "min_offset",
+               "stable_share", "boundary_fit", "min_p_stable", "max_skips", "plane")
 FRONTIER_KEYS = ("initial", "explore", "candidates")
+FRONTIER_DESIGN = {"offset": 0.25, "min_offset": 0.08, "stable_share": 0.5}
+"""The frontier's placement settings and their defaults (sweeper.sweep.frontier); a study stores them only
+when they differ from these, so a study stored without them keeps its spec (and resumes)."""
 FILTER_KEYS = ("boundary_fit", "min_p_stable", "max_skips")
 OBJECTIVE_KEYS = ("metric", "direction")
 AXIS_KEYS = ("low", "high", "log", "num", "values")
@@ -228,6 +236,13 @@ class Search:
     """frontier: fraction of proposals drawn anywhere in the space rather than near the boundary."""
     candidates: int | None = None
     """frontier: random candidate points scored per proposal."""
+    offset: float | None = None
+    """frontier: distance from the fitted line, in the space's unit square, of the first points placed
+    beside it (sweeper.sweep.frontier)."""
+    min_offset: float | None = None
+    """frontier: the distance it shrinks to as configurations gather near the line."""
+    stable_share: float | None = None
+    """frontier: share of the points beside the line placed on its predicted-stable side."""
     boundary_fit: str | None = None
     """optuna: "self" or a study whose latest stored boundary fit filters the sampler's proposals."""
     min_p_stable: float | None = None
@@ -367,6 +382,9 @@ class StudySpec:
             search["sampler"] = self.search.sampler
         for key in FRONTIER_KEYS + FILTER_KEYS:
             if getattr(self.search, key) is not None:
+                search[key] = getattr(self.search, key)
+        for key, default in FRONTIER_DESIGN.items():
+            if getattr(self.search, key) not in (None, default):
                 search[key] = getattr(self.search, key)
         if self.search.plane is not None:
             search["plane"] = list(self.search.plane)
@@ -626,7 +644,7 @@ def _validate(data: Mapping[str, Any], path: str, source: str, budget_bytes: int
 def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple[Axis, ...],
                    plane: tuple[str, str]) -> dict[str, Any]:
     """The frontier keys (kind = "frontier") and the boundary-filter keys (kind = "optuna")."""
-    for key in FRONTIER_KEYS:
+    for key in (*FRONTIER_KEYS, *FRONTIER_DESIGN):
         if key in raw and kind != "frontier":
             raise ConfigError(f"search.{key}", f"applies to kind = \"frontier\" only; this search is {kind!r}")
     for key in FILTER_KEYS:
@@ -641,9 +659,19 @@ def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple
         initial = check_int("search.initial", raw.get("initial", min(4, configs)), low=1, high=MAX_CONFIGS)
         if initial > configs:
             raise ConfigError("search.initial", f"got {initial}; the seed design cannot exceed configs ({configs})")
+        offset = check_real("search.offset", raw.get("offset", FRONTIER_DESIGN["offset"]), low=0, high=0.5,
+                            low_open=True)
+        min_offset = check_real("search.min_offset", raw.get("min_offset", min(FRONTIER_DESIGN["min_offset"], offset)),
+                                low=0, high=0.5, low_open=True)
+        if min_offset > offset:
+            raise ConfigError("search.min_offset", f"got {min_offset:g} > offset {offset:g}; expected 0 < min_offset "
+                              "<= offset (the distance shrinks from offset to min_offset)")
         return {"initial": initial,
                 "explore": check_real("search.explore", raw.get("explore", 0.1), low=0, high=1),
-                "candidates": check_int("search.candidates", raw.get("candidates", 4096), low=16, high=1_000_000)}
+                "candidates": check_int("search.candidates", raw.get("candidates", 4096), low=16, high=1_000_000),
+                "offset": offset, "min_offset": min_offset,
+                "stable_share": check_real("search.stable_share", raw.get("stable_share", FRONTIER_DESIGN["stable_share"]),
+                                           low=0, high=1, low_open=True, high_open=True)}
     if kind == "optuna" and "boundary_fit" in raw:
         fit = raw["boundary_fit"]
         if not isinstance(fit, str) or not NAME_RE.fullmatch(fit):

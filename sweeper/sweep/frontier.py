@@ -4,21 +4,39 @@
     flt = BoundaryFilter.open(db, spec, study_id)    # kind = "optuna" with [search] boundary_fit
     flt.predict(point)                               # P(stable) of a proposal, or None (no fit yet)
 
-**Frontier search** (active learning by uncertainty sampling). A full grid spends most of its
+**Frontier search** (active learning for a sharp boundary). A full grid spends most of its
 configurations far from the boundary, where every seed gives the same answer. Here, for a study of
 any model (the ephemeral model or a fast-weight family), with its boundary in the study's plane
 (`StudySpec.plane`: (lr, plasticity), (lr, eta), (lr, beta_scale) or the file's `[search] plane`):
 
 1. the first `initial` configurations are a space-filling seed design: the first points of a
    scrambled Sobol sequence over the space (log10 units on log axes), seeded by `search.seed`;
-2. every later configuration comes from a fit of the boundary (`boundary.fit_members`, point
-   estimate) on the members of packs that have *finished*: among `candidates` random points of the
-   space, those the fit finds most uncertain (P(stable) within 0.25 of 0.5, else the 5% closest to
-   0.5) are kept, and the one farthest from every configuration already planned (finished, running or
-   chosen for this pack) is taken, so the points spread along the line instead of piling on one spot;
-   with probability `explore` a point is drawn anywhere instead (a fit can be confidently wrong
-   where it has no data);
-3. while no fit is possible (one class only, too few members), the Sobol sequence continues.
+2. every later configuration is placed beside the line that the outcomes of the packs that have
+   *finished* put between stable and unstable (`fit_line`), at a distance `offset` from it in the
+   space's unit square, on the side that keeps the points near the line `stable_share` stable (half
+   by default: alternately), and as far along the line as possible from the points already beside it
+   on that side (finished, running or chosen for this pack): the two ends first, then the gaps. The
+   distance shrinks towards `min_offset` as configurations gather near the line
+   (offset / sqrt(1 + k / SHRINK_CONFIGS) for k of them), so each end of the line is bracketed ever
+   more tightly. With probability `explore` a point is drawn anywhere instead;
+3. while no line is possible (the finished members are all stable or all unstable), the Sobol
+   sequence continues.
+
+Why beside the line, and why a fit of its own. Where a boundary is sharp (a configuration's seeds
+mostly agree, as on the Fig. 7 CPU grid), a configuration says on which side of it it lies, little
+more, and the analysis fit (`boundary.fit_members`: logistic regression regularized on standardized
+features, what `sweeper boundary` and `boundary compare` report) places its line by the points
+nearest to it, its slope moved by where they lie. On outcomes of an exactly straight boundary of
+slope -1.36 (4 seeds per configuration, configurations spread along the line on alternate sides),
+points 0.05 decades above and below it gave slopes of -1.80 at 12 configurations and -1.42 at 24,
+points 0.3 decades from it -1.33 and -1.30, points 0.6 decades from it -1.24 at both. Proposing where
+that fit is least sure (P(stable) near 0.5) therefore moves its own estimate from pack to pack;
+brackets on both sides along the whole line, closing in, hold it steadier. To place them the
+proposer needs the line the outcomes bracket, not the regularized one: a logistic regression nearly
+unregularized (C = `PROPOSAL_C`) on the unit-cube coordinates, close to the maximum-margin line when
+the outcomes are separable, which needs one stable and one unstable member where the analysis fit
+needs five of each. How far this carries on the Fig. 7 study, seed by seed, is measured by
+`tools/frontier_seeds.py`.
 
 **Optuna filter.** With `[search] boundary_fit`, a proposal of the sampler whose predicted
 P(stable) is below `min_p_stable` is not trained: the driver tells that Optuna trial FAIL with the
@@ -53,10 +71,15 @@ from sweeper.analysis.boundary import (
 )
 from sweeper.study.spec import axes_of
 
-BAND = 0.25
-"""Candidates with |P(stable) - 0.5| <= BAND count as on the frontier."""
-FALLBACK_QUANTILE = 0.05
-"""When none is within BAND, this fraction of the candidates closest to P = 0.5 is used."""
+PROPOSAL_C = 100.0
+"""Inverse regularization of the proposer's own line (scikit-learn's C): weak, so that for separable
+outcomes the line sits midway between the nearest stable and unstable configurations."""
+SHRINK_CONFIGS = 2.0
+"""With k configurations near the line the distance is max(min_offset, offset / sqrt(1 + k / this))."""
+NEAR = 2.0
+"""A configuration within NEAR x offset of the line counts as near it (and as one of its side's)."""
+TOLERANCE = 1 / 3
+"""Candidates within offset x (1 +- TOLERANCE) of the line are the ring a point is chosen from."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -141,6 +164,54 @@ def current_fit(session, spec, study_id: int) -> dict | None:
         return None
 
 
+@dataclass(frozen=True)
+class Line:
+    """The proposer's boundary: P(stable) = sigmoid(b + w . u) over the space's unit cube u (D axes, in
+    the order of `spec.space`), and its line in the unit square of the plane's two axes."""
+
+    b: float
+    w: np.ndarray
+    """(D,)"""
+    plane: tuple[int, int]
+    """Indices of the plane's x and y axes in `spec.space`."""
+
+    @property
+    def _wp(self) -> np.ndarray:
+        return self.w[list(self.plane)]  # (2,)
+
+    def distance(self, u: np.ndarray) -> np.ndarray:
+        """(M, D) unit coordinates -> (M,) signed distance from the line in the plane's unit square
+        (positive on the stable side); the other axes move the line, as the fit says."""
+        return (self.b + u @ self.w) / np.linalg.norm(self._wp)
+
+    def position(self, u: np.ndarray) -> np.ndarray:
+        """(M, D) -> (M,) position along the line (the projection onto its direction in the plane)."""
+        wp = self._wp / np.linalg.norm(self._wp)
+        return u[:, list(self.plane)] @ np.array([-wp[1], wp[0]])
+
+
+def fit_line(spec, members) -> Line | None:
+    """The line the outcomes of `members` (`boundary.Members`) bracket: a nearly unregularized logistic
+    regression (C = PROPOSAL_C) of stable on the unit-cube coordinates of their configurations. None when
+    the members are all of one class, or when the plane's axes carry no weight."""
+    if members.stable.size == 0 or members.stable.all() or not members.stable.any():
+        return None
+    from sklearn.linear_model import LogisticRegression
+
+    points = [{a.name: float(members.hypers[a.name][i]) for a in spec.space} for i in range(members.stable.size)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = _to_unit(spec, points)  # (N, D)
+    keep = ~np.isnan(u).any(axis=1)
+    u, stable = np.clip(u[keep], 0.0, 1.0), members.stable[keep]  # a value beyond the space: at its edge
+    if stable.all() or not stable.any():
+        return None
+    model = LogisticRegression(C=PROPOSAL_C, max_iter=10_000).fit(u, stable.astype(np.int64))
+    names = [a.name for a in spec.space]
+    line = Line(float(model.intercept_[0]), model.coef_[0].astype(np.float64),
+                (names.index(spec.plane[0]), names.index(spec.plane[1])))
+    return line if np.linalg.norm(line._wp) > 1e-9 else None
+
+
 def propose(db, spec, study_id: int, k: int, rng: np.random.Generator) -> list[dict[str, float]]:
     """The next `k` configurations of a frontier study (see the module's docstring)."""
     with db.read_session() as s:
@@ -149,29 +220,40 @@ def propose(db, spec, study_id: int, k: int, rng: np.random.Generator) -> list[d
         seeded = sobol_points(spec, n0, max(0, min(k, spec.search.initial - n0)))
         if len(seeded) == k:
             return seeded
-        payload = current_fit(s, spec, study_id)
-    chosen = list(seeded)
-    if payload is None:  # no fit yet: keep filling the space
-        return chosen + sobol_points(spec, n0 + len(chosen), k - len(chosen))
-    fixed = study_values(spec)
-    while len(chosen) < k:
-        u = rng.random((spec.search.candidates, len(spec.space)))
-        candidates = _to_point(spec, u)
-        if rng.random() < spec.search.explore:
+        members = load_members_by_id(s, study_id, finished_trials_only=True)
+    line = fit_line(spec, members)
+    if line is None:  # no line yet: keep filling the space
+        return seeded + sobol_points(spec, n0 + len(seeded), k - len(seeded))
+    return seeded + beside(spec, line, planned + seeded, k - len(seeded), rng)
+
+
+def beside(spec, line: Line, planned: list[dict[str, float]], k: int,
+           rng: np.random.Generator) -> list[dict[str, float]]:
+    """`k` configurations beside `line` (step 2 of the module's docstring), given those `planned` already."""
+    search = spec.search
+    chosen: list[dict[str, float]] = []
+    for _ in range(k):
+        candidates = _to_point(spec, rng.random((search.candidates, len(spec.space))))
+        if rng.random() < search.explore:
             chosen.append(candidates[0])
             continue
-        p = p_stable(payload, {**fixed, **{a.name: np.array([c[a.name] for c in candidates]) for a in spec.space}})
-        gap = np.abs(p - 0.5)
-        near = np.flatnonzero(gap <= BAND)
-        if near.size == 0:
-            near = np.argsort(gap)[: max(1, int(FALLBACK_QUANTILE * gap.size))]
+        cu = _to_unit(spec, candidates)
+        dc, tc = line.distance(cu), line.position(cu)  # (M,), (M,)
         taken = _to_unit(spec, planned + chosen)
-        cu = _to_unit(spec, [candidates[i] for i in near])
-        if taken.size:
-            spread = np.min(np.linalg.norm(cu[:, None, :] - taken[None, :, :], axis=-1), axis=1)  # (near,)
-            best = int(near[int(np.argmax(spread))])
+        dt, tt = line.distance(taken), line.position(taken)
+        near = np.abs(dt) <= NEAR * search.offset
+        offset = max(search.min_offset, search.offset / math.sqrt(1 + near.sum() / SHRINK_CONFIGS))
+        n_stable, n_unstable = int(np.sum(near & (dt > 0))), int(np.sum(near & (dt <= 0)))
+        side = 1.0 if n_stable < search.stable_share * (n_stable + n_unstable + 1) else -1.0
+        ring = np.flatnonzero((np.sign(dc) == side) & (np.abs(np.abs(dc) - offset) <= TOLERANCE * offset))
+        if ring.size == 0:  # the line barely crosses the space: the candidates nearest the wanted distance
+            ring = np.argsort(np.abs(dc - side * offset))[: max(1, len(candidates) // 100)]
+        ref = near & (np.sign(dt) == side)
+        if ref.any():
+            gap = np.min(np.abs(tc[ring][:, None] - tt[ref][None, :]), axis=1)  # (ring,)
+            best = int(ring[int(np.argmax(gap))])
         else:
-            best = int(near[int(np.argmin(gap[near]))])
+            best = int(ring[int(rng.integers(ring.size))])
         chosen.append(candidates[best])
     return chosen
 

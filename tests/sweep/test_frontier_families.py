@@ -1,5 +1,6 @@
 """The frontier search and the boundary filter for the fast-weight families: each in its study's own
-plane ((lr, beta_scale) for fwp, (lr, eta) for fastweights by default).
+plane ((lr, beta_scale) for fwp, (lr, eta) for fastweights by default); and, for any model, how the
+proposer places points beside its line (`fit_line`, `beside`) and the study-file keys that steer it.
 
 Studies are synthetic (`tests.helpers.synthetic.make_study(kind=...)`, a planted boundary
 log10 y = -log10 lr - 2), written into SQLite and PostgreSQL; only the end-to-end study, marked slow,
@@ -76,8 +77,125 @@ def test_frontier_proposes_points_near_a_planted_family_boundary(db, kind):
     assert np.all((LR[0] <= lr) & (lr <= LR[1])) and np.all((0.1 <= ys) & (ys <= 10.0))
     uniform = np.random.default_rng(1)
     box = [{"lr": 10 ** uniform.uniform(-3.5, -1), y: 10 ** uniform.uniform(-1, 1)} for _ in range(4000)]
-    assert np.median(distance(near, y)) < 0.5 * np.median(distance(box, y))
+    # beside the line (at most about 0.6 decades of y from it here), not anywhere in the box
+    assert np.mean(distance(near, y) <= 0.6) >= 0.9 and np.mean(distance(box, y) <= 0.6) < 0.5
+    above = np.log10(ys) > FAMILY_SLOPE * np.log10(lr) + FAMILY_INTERCEPT
+    assert 4 <= above.sum() <= 8  # on both sides of it
     assert np.ptp(np.log10(lr)) > 0.8  # spread along the line, not piled on one spot
+
+
+# ---------------------------------------------------------------------------------------------------
+# Placing points beside the line (any model)
+
+
+EPHEMERAL = """
+name = "e"
+[task]
+name = "reversal"
+n = 3
+[model]
+depth = 1
+width = 16
+[train]
+batches = 20
+[search]
+kind = "frontier"
+configs = 24
+{search}
+[[objectives]]
+metric = "explosion_rate"
+[space.lr]
+low = 1e-3
+high = 1e-1
+log = true
+[space.plasticity]
+low = 10.0
+high = 1e4
+log = true
+[execution]
+seeds = 2
+members_per_trial = 4
+eval_batches = 1
+"""
+
+
+def planted_members(spec, n: int = 300, seed: int = 0):
+    """Members of random configurations of `spec`'s space, stable exactly below the line u_y = 0.8 - 0.6 u_x
+    of the unit square (u = the space's unit coordinates)."""
+    from sweeper.analysis.boundary import Members
+    from sweeper.sweep.frontier import _to_point
+
+    u = np.random.default_rng(seed).random((n, 2))
+    points = _to_point(spec, u)
+    stable = u[:, 1] < 0.8 - 0.6 * u[:, 0]
+    hypers = {a: np.array([p[a] for p in points]) for a in ("lr", "plasticity")}
+    hypers |= {"ratio": np.full(n, 0.1), "gamma": np.full(n, 0.7), "clip": np.full(n, np.inf)}
+    return Members("planted", 0, hypers, stable, np.where(stable, "stable", "exploded").astype(object),
+                   np.arange(n), {}, "ephemeral", ("lr", "plasticity"))
+
+
+def test_fit_line_finds_the_line_the_outcomes_bracket():
+    from sweeper.sweep.frontier import fit_line
+
+    spec = parse_study(EPHEMERAL.format(search=""))
+    line = fit_line(spec, planted_members(spec))
+    ux = np.linspace(0, 1, 11)
+    on = np.column_stack([ux, 0.8 - 0.6 * ux])  # the planted line
+    assert np.max(np.abs(line.distance(on))) < 0.03
+    assert line.distance(np.array([[0.1, 0.1]]))[0] > 0 > line.distance(np.array([[0.9, 0.9]]))[0]  # stable side +
+    one_class = planted_members(spec)
+    one_class = one_class.subset(one_class.stable)
+    assert fit_line(spec, one_class) is None
+
+
+@pytest.mark.parametrize("share", [0.5, 1 / 3])
+def test_points_bracket_the_line_along_its_length_closing_in(share):
+    from sweeper.sweep.frontier import NEAR, TOLERANCE, Line, beside
+
+    spec = parse_study(EPHEMERAL.format(search=f"explore = 0.0\noffset = 0.2\nmin_offset = 0.05\nstable_share = {share}"))
+    line = Line(0.8, np.array([-0.6, -1.0]), (0, 1))  # stable below u_y = 0.8 - 0.6 u_x
+    from sweeper.sweep.frontier import _to_unit
+
+    points = beside(spec, line, [], 18, np.random.default_rng(0))
+    u = _to_unit(spec, points)
+    d, t = line.distance(u), line.position(u)
+    assert np.all(np.abs(d) <= 0.2 * (1 + TOLERANCE)) and np.all(np.abs(d) >= 0.05 * (1 - TOLERANCE))
+    assert np.abs(d[-4:]).mean() < 0.6 * np.abs(d[:4]).mean()  # the brackets close in
+    assert (d > 0).sum() == pytest.approx(share * 18, abs=1)  # the stable side's share
+    assert np.all(np.abs(d) <= NEAR * 0.2)
+    ends = line.position(np.array([[0.0, 0.8], [1.0, 0.2]]))  # where the line enters and leaves the square
+    for side in (d > 0, d <= 0):  # each side spread over the whole line, its first two points far apart
+        assert np.ptp(t[side]) > 0.8 * abs(ends[1] - ends[0])
+        assert abs(t[side][1] - t[side][0]) > 0.5 * abs(ends[1] - ends[0])
+
+
+@pytest.mark.parametrize("search, field", [
+    ("offset = 0.0", "search.offset"),
+    ("offset = 0.6", "search.offset"),
+    ("offset = 0.1\nmin_offset = 0.2", "search.min_offset"),
+    ("stable_share = 1.0", "search.stable_share"),
+    ("stable_share = 0", "search.stable_share"),
+])  # fmt: skip
+def test_bad_placement_keys_are_refused(search, field):
+    with pytest.raises(StudyError) as err:
+        parse_study(EPHEMERAL.format(search=search))
+    assert err.value.field == field
+
+
+def test_placement_keys_are_frontier_only_and_stored_only_when_set():
+    from sweeper.study import study_from_dict
+
+    with pytest.raises(StudyError) as err:
+        parse_study(EPHEMERAL.format(search="offset = 0.1").replace('kind = "frontier"', 'kind = "random"'))
+    assert err.value.field == "search.offset"
+    default = parse_study(EPHEMERAL.format(search=""))
+    assert (default.search.offset, default.search.min_offset, default.search.stable_share) == (0.25, 0.08, 0.5)
+    assert not {"offset", "min_offset", "stable_share"} & set(default.to_dict()["search"])  # as stored before
+    set_ = parse_study(EPHEMERAL.format(search="offset = 0.05\nstable_share = 0.3"))
+    assert set_.search.min_offset == 0.05  # at most offset
+    stored = set_.to_dict()["search"]
+    assert (stored["offset"], stored["min_offset"], stored["stable_share"]) == (0.05, 0.05, 0.3)
+    assert study_from_dict({**set_.to_dict(), "path": None}).search == set_.search
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,246 @@
+#!/usr/bin/env python
+"""The frontier search against the grid, over seeds of the search: when its boundary reaches the grid's
+intervals, and what it spends.
+
+    .venv/bin/python -m tools.frontier_seeds --seeds 0-4 --storage URL [--early-warning] [--json FILE]
+
+1. The grid (`studies/fig7_reversal3_grid_cpu.toml`, `--grid`) is submitted unless it is COMPLETE in
+   the database already.
+2. For every seed k of `--seeds`, a study is derived from the frontier study file (`--study`;
+   `studies/fig7_reversal3_frontier_cpu.toml`, or with `--early-warning` its early-warning variant
+   `studies/fig7_reversal3_frontier_warn_cpu.toml`) with `[search] seed = k` and the name
+   `<file's name>_seed<k>`, and submitted (`sweeper.sweep.driver.submit`; a study already COMPLETE
+   is not trained again, so a rerun only prints).
+3. Per seed, from the database: where the study's boundary, refitted on its first n configurations,
+   first enters and from where it stays inside the grid's 95% intervals (`sweeper.analysis.compare`,
+   as `sweeper boundary compare` prints it), the configurations and members it trained, and its
+   member-batches (the sum of `steps_done` over its members) against the grid's.
+
+Targets (`TARGETS`): the fit stays inside from at most a third of the grid's configurations in every
+seed, and, with the early warning, the study spends at most a quarter of the grid's member-batches.
+Exit status 0 whether or not they are met (the table says); 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+GRID = "studies/fig7_reversal3_grid_cpu.toml"
+FRONTIER = "studies/fig7_reversal3_frontier_cpu.toml"
+FRONTIER_WARN = "studies/fig7_reversal3_frontier_warn_cpu.toml"
+TARGETS = {"stays_inside_fraction": 1 / 3, "member_batches_ratio": 0.25}
+"""(a) stays inside from at most this fraction of the grid's configurations; (b) at most this fraction of
+the grid's member-batches (the second is the early-warning variant's target)."""
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a study trained, from its members' rows."""
+
+    configs: int
+    """Distinct configurations (config_index) with members."""
+    members: int
+    outcomes: dict[str, int]
+    member_batches: int
+    """Sum of steps_done over the members: the batches actually trained."""
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    seed: int
+    study: str
+    first_inside: int | None
+    stays_inside_from: int | None
+    stays_fraction: float | None
+    """stays_inside_from / the grid's configurations."""
+    spend: Spend
+    member_batches_ratio: float
+    """member_batches / the grid's member_batches."""
+    slope: float | None
+    intercept: float | None
+    """The study's own fit on all its members."""
+    submit_s: float | None
+    """Wall time of this run's submit (None: the study was in the database already)."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0-4" -> [0, 1, 2, 3, 4]; "0,2,5" -> [0, 2, 5]; ranges and lists mix ("0-2,7")."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if sep else int(lo)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds.extend(range(first, last + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; expected seeds >= 0 as 0-4, 0,2,5 or 0-2,7") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"got {text!r}; each seed may appear once")
+    return seeds
+
+
+def seed_study(path: str | Path, seed: int):
+    """The study of the file at `path` with `[search] seed = seed`, named `<name>_seed<seed>`: a StudySpec
+    whose source is its own TOML text (what the packs parse on their workers)."""
+    from sweeper.sweep.tuned import build_study
+
+    data = tomllib.loads(Path(path).read_text())
+    data["name"] = f"{data['name']}_seed{seed}"
+    data["search"] = {**data["search"], "seed": seed}
+    return build_study(data)
+
+
+def study_complete(db, name: str) -> bool:
+    import sqlalchemy as sa
+
+    from sweeper.db import Study, StudyStatus
+
+    with db.read_session() as s:
+        return s.scalar(sa.select(Study.status).where(Study.name == name)) == StudyStatus.COMPLETE
+
+
+def spend(db, name: str) -> Spend:
+    """The configurations, members (by outcome) and member-batches of study `name`."""
+    import sqlalchemy as sa
+
+    from sweeper.db import Member
+    from sweeper.db.queries import study_id
+
+    with db.read_session() as s:
+        sid = study_id(s, db, name)
+        rows = s.execute(sa.select(Member.outcome, sa.func.count(), sa.func.sum(Member.steps_done))
+                         .where(Member.study_id == sid).group_by(Member.outcome)).all()
+        configs = s.scalar(sa.select(sa.func.count(sa.distinct(Member.config_index))).where(Member.study_id == sid))
+    outcomes = {o.value: int(n) for o, n, _ in rows}
+    return Spend(configs=int(configs or 0), members=sum(outcomes.values()), outcomes=outcomes,
+                 member_batches=int(sum(b or 0 for _, _, b in rows)))
+
+
+def measure(db, grid: str, study: str, seed: int, grid_spend: Spend, submit_s: float | None) -> SeedResult:
+    """One seed's row: the comparison with the grid (`compare_studies`) and the study's spend."""
+    from sweeper.analysis.compare import compare_studies
+
+    r = compare_studies(db, grid, study)
+    own = spend(db, study)
+    return SeedResult(seed=seed, study=study, first_inside=r["first_inside"], stays_inside_from=r["stays_inside_from"],
+                      stays_fraction=r["fraction_of_reference"], spend=own,
+                      member_batches_ratio=own.member_batches / grid_spend.member_batches,
+                      slope=r["study"]["slope"], intercept=r["study"]["intercept"], submit_s=submit_s)
+
+
+def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str = GRID, num_cpus: int | None = None,
+        out=sys.stderr) -> dict[str, Any]:
+    """Submit the grid (unless COMPLETE) and each seed's study (resumed or skipped when there), then measure."""
+    from sweeper.db import open_db
+    from sweeper.study import load_study
+    from sweeper.sweep.driver import submit
+
+    grid = load_study(grid_path)
+    specs = [seed_study(study_path, k) for k in seeds]  # every refusal before anything trains
+    db = open_db(_migrated(storage))
+    try:
+        if not study_complete(db, grid.name):
+            print(f"frontier_seeds: submitting {grid.name}", file=out)
+            submit(grid_path, storage=storage, num_cpus=num_cpus, progress=False)
+        grid_spend = spend(db, grid.name)
+        results = []
+        for k, spec in zip(seeds, specs):
+            took = None
+            if not study_complete(db, spec.name):
+                print(f"frontier_seeds: submitting {spec.name}", file=out)
+                t0 = time.time()
+                submit(spec, storage=storage, num_cpus=num_cpus, progress=False)
+                took = time.time() - t0
+            results.append(measure(db, grid.name, spec.name, k, grid_spend, took))
+    finally:
+        db.dispose()
+    return {"grid": {"study": grid.name, **asdict(grid_spend)}, "study_file": str(study_path),
+            "targets": dict(TARGETS), "seeds": [asdict(r) for r in results]}
+
+
+def _migrated(storage: str) -> str:
+    from sweeper.db import parse_url, upgrade
+
+    url = parse_url(storage)
+    upgrade(url)
+    return url.render_as_string(hide_password=False)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The per-seed table (Markdown) and whether each target holds in every seed."""
+    g = report["grid"]
+    a_max = TARGETS["stays_inside_fraction"] * g["configs"]
+    lines = [f"grid {g['study']}: {g['configs']} configurations, {g['members']} members, "
+             f"{g['member_batches']} member-batches", f"frontier: {report['study_file']}", "",
+             "| seed | study | first inside | stays inside from | configurations | members (stable / exploded / "
+             "stopped early) | member-batches | of the grid's | slope | intercept |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["seeds"]:
+        s, o = r["spend"], r["spend"]["outcomes"]
+        stays = "never" if r["stays_inside_from"] is None else (
+            f"{r['stays_inside_from']} ({r['stays_fraction']:.2f})")
+        lines.append(
+            f"| {r['seed']} | {r['study']} | {r['first_inside'] or 'never'} | {stays} | {s['configs']} | "
+            f"{s['members']} ({o.get('stable', 0)} / {o.get('exploded', 0)} / {o.get('stopped_early', 0)}) | "
+            f"{s['member_batches']} | {r['member_batches_ratio']:.3f} | {_num(r['slope'])} | {_num(r['intercept'])} |")
+    rows = report["seeds"]
+    a_ok = sum(1 for r in rows if r["stays_inside_from"] is not None and r["stays_inside_from"] <= a_max)
+    b_ok = sum(1 for r in rows if r["member_batches_ratio"] <= TARGETS["member_batches_ratio"])
+    lines += ["", f"(a) stays inside from at most {a_max:g} of {g['configs']} configurations: {a_ok} of {len(rows)} "
+                  f"seeds", f"(b) at most {TARGETS['member_batches_ratio']:.2f} of the grid's member-batches: "
+                  f"{b_ok} of {len(rows)} seeds"]
+    if rows:
+        worst = max((r["stays_inside_from"] or 10**9) for r in rows)
+        lines.append(f"worst seed: stays inside from {'never' if worst == 10**9 else worst}; member-batches "
+                     f"{min(r['member_batches_ratio'] for r in rows):.3f} - "
+                     f"{max(r['member_batches_ratio'] for r in rows):.3f} of the grid's")
+    return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-4"), help="e.g. 0-4 or 0,3,7 (default 0-4)")
+    parser.add_argument("--storage", default=None, help="database URL (default: $SWEEPER_DB or sqlite:///sweeper.sqlite3)")
+    parser.add_argument("--early-warning", action="store_true",
+                        help=f"derive the studies from {FRONTIER_WARN} (the frontier with the early warning on)")
+    parser.add_argument("--study", default=None, help=f"the frontier study file (default {FRONTIER})")
+    parser.add_argument("--grid", default=GRID, help=f"the reference grid study file (default {GRID})")
+    parser.add_argument("--num-cpus", default=None, help="CPUs of the private local Ray (default: all)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    args = parser.parse_args(argv)
+    if args.study and args.early_warning:
+        parser.error("--study and --early-warning name the frontier study both; give one")
+
+    from sweeper.db import default_url
+    from sweeper.errors import SweeperError
+    from sweeper.sweep.local_ray import private_ray_env
+
+    private_ray_env()  # a private Ray on loopback only; before anything imports ray
+    study_path = args.study or (FRONTIER_WARN if args.early_warning else FRONTIER)
+    try:
+        report = run(args.storage or default_url(), args.seeds, study_path=study_path, grid_path=args.grid,
+                     num_cpus=args.num_cpus)
+    except SweeperError as e:
+        print(f"frontier_seeds: error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
