@@ -31,7 +31,9 @@ slope -1.36 (4 seeds per configuration, configurations spread along the line on 
 points 0.05 decades above and below it gave slopes of -1.80 at 12 configurations and -1.42 at 24,
 points 0.3 decades from it -1.33 and -1.30, points 0.6 decades from it -1.24 at both. Proposing where
 that fit is least sure (P(stable) near 0.5) therefore moves its own estimate from pack to pack;
-brackets on both sides along the whole line, closing in, hold it steadier. To place them the
+brackets on both sides along the whole line, closing in, held it somewhat steadier on the Fig. 7
+study (not steady enough to stay inside the grid's intervals from 12 configurations in every seed:
+docs/findings.md). To place them the
 proposer needs the line the outcomes bracket, not the regularized one: a logistic regression nearly
 unregularized (C = `PROPOSAL_C`) on the unit-cube coordinates, close to the maximum-margin line when
 the outcomes are separable, which needs one stable and one unstable member where the analysis fit
