@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from sweeper.analysis.window import memory_window, window_from_counts
-from sweeper.db import Member, Outcome, Study, StudyNotFound, Trial, TrialStatus
+from sweeper.db import Member, Outcome, StudyNotFound
+from tests.helpers.db import add_study_with_trial
 
 GRID = [(1e-3, 1e2), (1e-3, 1e3), (1e-2, 1e2), (1e-2, 1e3)]
 # (cell, outcome, remembers), one entry per member; cell 3 has an unjudged stable member (no evaluation)
@@ -32,12 +33,7 @@ LABEL = {("stable", True): "memory", ("stable", False): "no_memory", ("stable", 
 
 def populate(db, name: str = "grid") -> None:
     with db.session() as s:
-        study = Study(name=name, spec={})
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
+        study, trial = add_study_with_trial(s, name=name, spec={})
         for i, (cell, outcome, remembers) in enumerate(MEMBERS):
             lr, plasticity = GRID[cell]
             s.add(Member(trial_id=trial.id, study_id=study.id, pack_index=i, config_index=cell, lr=lr,
@@ -117,12 +113,7 @@ def insert_window_study(db, name: str, *, seeds: int = 6, rng_seed: int = 0, jud
     `remember="none"`: no stable member remembers."""
     rng = np.random.default_rng(rng_seed)
     with db.session() as s:
-        study = Study(name=name, spec={})
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
+        study, trial = add_study_with_trial(s, name=name, spec={})
         i = 0
         for c, (lr, pl) in enumerate((lr, pl) for lr in WINDOW_LRS for pl in WINDOW_PLASTICITIES):
             product = math.log10(lr) + math.log10(pl)

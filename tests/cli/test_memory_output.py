@@ -10,9 +10,10 @@ from dataclasses import replace
 
 import pytest
 
-from sweeper.db import Member, Outcome, Study, Trial, TrialStatus, open_db, upgrade
+from sweeper.db import Member, Outcome, open_db, upgrade
 from sweeper.outcomes import memory_threshold
 from tests.helpers.cli import sweeper
+from tests.helpers.db import add_study_with_trial
 
 # (outcome, remembers): 3 remember, 2 stable without memory, 1 stable unjudged, 2 exploded, 1 failed
 MEMBERS = [("stable", True)] * 3 + [("stable", False)] * 2 + [("stable", None), ("exploded", None),
@@ -24,12 +25,7 @@ def judged_url(db_url):
     upgrade(db_url)
     db = open_db(db_url)
     with db.session() as s:
-        study = Study(name="judged", spec={}, planned_trials=1)
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
+        study, trial = add_study_with_trial(s, name="judged", spec={}, planned_trials=1)
         for i, (outcome, remembers) in enumerate(MEMBERS):
             s.add(Member(trial_id=trial.id, study_id=study.id, pack_index=i, config_index=i, lr=1e-2,
                          plasticity=1e3, ratio=0.1, gamma=0.7, clip=math.inf, seed=i, config={},

@@ -9,10 +9,11 @@ import math
 
 import pytest
 
-from sweeper.db import Member, Outcome, Study, Trial, TrialStatus
+from sweeper.db import Member, Outcome
 from sweeper.db.queries import member_rows, parse_filter
 from sweeper.outcomes import MEMORY_OUTCOMES, memory_outcome
 from tests.helpers.cli import sweeper
+from tests.helpers.db import add_study_with_trial
 
 # (outcome, remembers, eval_mem_acc); threshold and positions of a judged member: 39/240 and 240
 MEMBERS = [("stable", True, 0.35), ("stable", False, 0.125), ("stable", None, 0.9), ("exploded", None, math.nan),
@@ -22,12 +23,7 @@ MEMBERS = [("stable", True, 0.35), ("stable", False, 0.125), ("stable", None, 0.
 @pytest.fixture
 def url(db, db_url):
     with db.session() as s:
-        study = Study(name="window", spec={})
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
+        study, trial = add_study_with_trial(s, name="window", spec={})
         for i, (outcome, remembers, acc) in enumerate(MEMBERS):
             judged = remembers is not None
             s.add(Member(trial_id=trial.id, study_id=study.id, pack_index=i, lr=1e-2, plasticity=1e3, ratio=0.1,

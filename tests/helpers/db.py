@@ -1,5 +1,5 @@
-"""Databases for the refusal tests: one that already holds a study, and a snapshot of every row in it,
-so a test can check that a refused command changed nothing."""
+"""Databases for tests: one that already holds a study, a snapshot of every row in it (so a test can
+check that a refused command changed nothing), and a study with one finished trial to put members in."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from sweeper.db import Study, open_db, upgrade
+from sweeper.db import Study, Trial, TrialStatus, open_db, upgrade
 
 
 def database_with_a_study(directory: Path) -> str:
@@ -19,6 +19,17 @@ def database_with_a_study(directory: Path) -> str:
         s.add(Study(name="existing", spec={"k": 1}, source="x"))
     db.dispose()
     return url
+
+
+def add_study_with_trial(s, **study) -> tuple[Study, Trial]:
+    """A study (`study`: its columns) and its one COMPLETE trial, number 0, added and flushed in session `s`."""
+    row = Study(**study)
+    s.add(row)
+    s.flush()
+    trial = Trial(study_id=row.id, number=0, status=TrialStatus.COMPLETE)
+    s.add(trial)
+    s.flush()
+    return row, trial
 
 
 def snapshot(url: str) -> list:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus, Trial, TrialStatus
+from sweeper.db import Member, MemberMetric, Outcome, StudyStatus
+from tests.helpers.db import add_study_with_trial
 
 MODELS = {
     "fastweights": {"kind": "fastweights", "hidden": 16},
@@ -80,15 +81,10 @@ def insert_family_study(db, name: str, model: str, members: list[FamilySynth], *
     kind = table["kind"]
     transition = kind == "fwp" and table.get("rule") in ("delta", "gated_delta")
     with db.session() as s:
-        study = Study(name=name, status=StudyStatus.COMPLETE,
+        study, trial = add_study_with_trial(s, name=name, status=StudyStatus.COMPLETE,
                       spec={"model": dict(table), "train": {"batches": BUDGET, "metrics_every": EVERY,
                                                             "explode_grace": GRACE, "updater": "bptt"},
                             "early_warning": {"min_step": min_step}})
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
         ids = []
         for i, m in enumerate(members):
             row = Member(trial_id=trial.id, study_id=study.id, pack_index=i, model_kind=kind, lr=m.lr,
