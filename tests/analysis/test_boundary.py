@@ -28,6 +28,7 @@ from sweeper.analysis.boundary import (
 from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus, Trial, TrialStatus
 from sweeper.study import StudyError, parse_study
 from tests.helpers.cli import sweeper as run_cli
+from tests.helpers.db import add_study_with_trial
 from tests.helpers.synthetic import FAMILY_INTERCEPT, FAMILY_SLOPE, make_study
 
 C = 0.5
@@ -620,12 +621,8 @@ def test_a_study_files_plane_is_read_from_its_stored_spec(db):
 def test_a_family_plane_axis_that_does_not_vary_is_refused_naming_the_plane(db):
     configs = [{"lr": lr} for lr in (1e-3, 1e-2, 1e-1)]
     with db.session() as s:  # a fwp study whose beta_scale stayed at 1
-        study = Study(name="flat", spec={"model": {"kind": "fwp"}}, status=StudyStatus.COMPLETE)
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE, points=[])
-        s.add(trial)
-        s.flush()
+        study, trial = add_study_with_trial(s, name="flat", spec={"model": {"kind": "fwp"}}, status=StudyStatus.COMPLETE,
+                                            trial_columns={"points": []})
         for i, config in enumerate(configs):
             for seed in range(6):
                 s.add(Member(trial_id=trial.id, study_id=study.id, pack_index=10 * i + seed, config_index=i, seed=seed,

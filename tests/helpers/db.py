@@ -21,12 +21,13 @@ def database_with_a_study(directory: Path) -> str:
     return url
 
 
-def add_study_with_trial(s, **study) -> tuple[Study, Trial]:
-    """A study (`study`: its columns) and its one COMPLETE trial, number 0, added and flushed in session `s`."""
+def add_study_with_trial(s, *, trial_columns: dict | None = None, **study) -> tuple[Study, Trial]:
+    """A study (`study`: its columns) and its one COMPLETE trial, number 0 (`trial_columns`: more of its
+    columns), added and flushed in session `s`."""
     row = Study(**study)
     s.add(row)
     s.flush()
-    trial = Trial(study_id=row.id, number=0, status=TrialStatus.COMPLETE)
+    trial = Trial(study_id=row.id, number=0, status=TrialStatus.COMPLETE, **(trial_columns or {}))
     s.add(trial)
     s.flush()
     return row, trial
