@@ -38,6 +38,9 @@ GRID = "studies/fig7_reversal3_grid_cpu.toml"
 FRONTIER = "studies/fig7_reversal3_frontier_cpu.toml"
 FRONTIER_WARN = "studies/fig7_reversal3_frontier_warn_cpu.toml"
 ASSOC = tuple(f"studies/assoc_{m}_h{h}_cpu.toml" for h in (20, 50, 100) for m in ("fastweights", "rnn"))
+TRANSFER_NAMES = ("transfer_keyrecall_w128_dfa_cpu", "transfer_reversal3_w64_dfa_cpu", "transfer_palindrome_w64_dfa_cpu",
+                  "transfer_keyrecall_w64_backprop_cpu", "transfer_keyrecall_w64_dfa_m10_cpu")
+TRANSFER = tuple(f"studies/{n}.toml" for n in TRANSFER_NAMES)
 SWEEPER = ("import sys\nfrom sweeper.cli import main\nsys.exit(main(sys.argv[1:]))",)
 """`python -c` of the `sweeper` command (the console script may not be on this interpreter's PATH)."""
 
@@ -117,12 +120,24 @@ SECTIONS: tuple[Section, ...] = (
     Section("early_warning", "findings.md: Early warning: predicting explosions", 6.0,
             ("studies/warn_keyrecall_fit_cpu.toml", "studies/warn_keyrecall_cpu.toml"), (
                 Step("warn_fit_k100", _sw("warn", "fit", "warn_keyrecall_fit_cpu", "--name", "keyrecall_lr_k100",
-                                          "--steps", "100", "--replace")),
+                                          "--steps", "100", "--features", "trajectory", "--replace")),
                 Step("warn_fit_whole", _sw("warn", "fit", "warn_keyrecall_fit_cpu", "--name", "keyrecall_lr",
-                                           "--replace")),
+                                           "--features", "trajectory", "--replace")),
                 Step("warn_eval_k100", _sw("warn", "eval", "warn_keyrecall_cpu", "--predictor", "keyrecall_lr_k100")),
                 Step("warn_eval_whole", _sw("warn", "eval", "warn_keyrecall_cpu", "--predictor", "keyrecall_lr")),
                 Step("warn_eval_ratio_rule", _sw("warn", "eval", "warn_keyrecall_cpu")),
+            )),
+    Section("warn_transfer", "findings.md: Early warning on runs from elsewhere", 20.0,
+            ("studies/warn_keyrecall_fit_cpu.toml", *TRANSFER), (
+                Step("transfer_from_keyrecall", _sw("warn", "transfer", "warn_keyrecall_fit_cpu", *TRANSFER_NAMES,
+                                                    "--steps", "100")),
+                Step("transfer_from_keyrecall_json", _sw("warn", "transfer", "warn_keyrecall_fit_cpu",
+                                                         *TRANSFER_NAMES, "--steps", "100", "--json"), json=True),
+                Step("transfer_trajectory", _sw("warn", "transfer", "warn_keyrecall_fit_cpu", *TRANSFER_NAMES,
+                                                "--steps", "100", "--features", "trajectory")),
+                Step("transfer_all_pairs", _sw("warn", "transfer", "warn_keyrecall_fit_cpu", *TRANSFER_NAMES,
+                                               "--steps", "100", "--all-pairs")),
+                Step("transfer_figures", ("tools.transfer_figures", "--storage", "{storage}", "--out", "docs/img")),
             )),
     Section("assoc_retrieval", "findings.md: Fast weights on Ba et al.'s associative retrieval, on a CPU budget",
             22.0, ASSOC, (Step("family_findings", ("tools.family_findings", "--storage", "{storage}")),)),

@@ -23,7 +23,8 @@ Written to `--out`:
   (default 100) over its stable members and over its members that explode later (onset > `--at`):
   what a predictor fitted on one study meets on another.
 
-It also prints both tables as Markdown.
+It also prints both tables as Markdown, and the figure in numbers: per study and class, the median
+per-entry ratio and loss at a few batches (`--batches`).
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--upto", type=int, default=300, help="last batch drawn (default 300)")
     parser.add_argument("--per-class", type=int, default=5, help="member traces drawn per class (default 5)")
     parser.add_argument("--at", type=int, default=100, help="batch of the feature-shift table (default 100)")
+    parser.add_argument("--batches", default="0,20,50,100,200", help="batches of the figure-in-numbers table")
     args = parser.parse_args(argv)
 
     from sweeper.db import open_db
@@ -161,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(growth_table(growth))
     print()
     print(shift_table(shift, args.at))
+    print()
+    print(bands_table(panels, [int(b) for b in args.batches.split(",")]))
     print(f"\nwrote {', '.join(str(out / w) for w in written)}", file=sys.stderr)
     return 0
 
@@ -200,6 +204,21 @@ def shift_table(shift: list[list[dict]], at: int) -> str:
     return "\n".join(lines)
 
 
+def bands_table(panels: list[dict], batches: list[int]) -> str:
+    """Markdown: the Fig. 6 panels in numbers, per study and class: median log10 per-entry ratio and log10
+    loss at each of `batches` (members up to their onset; n/a where none is left)."""
+    head = " | ".join(f"{b}" for b in batches)
+    lines = ["Median log10 per-entry gradient ratio (and log10 loss) by batch, each member up to its onset:", "",
+             f"| study | class | members | {head} |", "|---|---|---|" + "---|" * len(batches)]
+    for p in panels:
+        for cls, data in p["classes"].items():
+            at = {row["step"]: row for row in data["bands"]}
+            cells = [f"{at[b]['grad_rms_ratio_median']:+.2f} ({at[b]['loss_median']:+.2f})" if b in at else "n/a"
+                     for b in batches]
+            lines.append(f"| {p['study']} | {cls.replace('_', ' ')} | {data['members']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:+.2f}"
 
@@ -216,17 +235,19 @@ def growth_table(growth: list[dict]) -> str:
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.0f}%"
 
-    lines = ["| study | stable | exploded later (onset > 50) | median growth, stable | median growth, exploded "
-             "| grew: stable / exploded | AUROC of the growth | median start (raw), stable / exploded "
-             "| median start (per entry), stable / exploded | AUROC of a low start (raw) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| study | stable | exploded later (onset > 50) | median growth, stable | median growth, exploded later "
+             "| grew: stable / exploded later | AUROC of the growth | median start (raw), stable / exploded later "
+             "| median start (per entry), stable / exploded later | AUROC of a low start | exploded earlier: members, "
+             "median growth to their onset, grew |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in growth:
         r, e = g["raw"], g["rms"]
         lines.append(
             f"| {g['study']} | {g['stable']} | {g['exploded_later']} | {f(r['median_growth_stable'])} "
             f"| {f(r['median_growth_exploded'])} | {pct(r['grew_stable'])} / {pct(r['grew_exploded'])} "
             f"| {auc(r['auroc_growth'])} | {f(r['median_start_stable'])} / {f(r['median_start_exploded'])} "
-            f"| {f(e['median_start_stable'])} / {f(e['median_start_exploded'])} | {auc(r['auroc_start_low'])} |")
+            f"| {f(e['median_start_stable'])} / {f(e['median_start_exploded'])} | {auc(r['auroc_start_low'])} "
+            f"| {g['exploded_early_measured']}, {f(r['early_median_growth'])}, {pct(r['early_grew'])} |")
     return "\n".join(lines)
 
 

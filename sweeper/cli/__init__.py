@@ -4,7 +4,7 @@
     submit     submit                           (a study on Ray Tune, into the trial database)
     plan       plan                             (pack sizes for a GPU)
     db         status, trials, query, export    (read the trial database)
-    warn       warn fit, warn eval              (early-warning predictors)
+    warn       warn fit, eval, transfer         (early-warning predictors)
     analysis   boundary, figures, reproduce     (the stability boundary, the paper's figures and Table 1)
     dashboard  dashboard, report                (the web dashboard, the offline report)
 

@@ -145,7 +145,7 @@ def _log_ratio(a: float, b: float) -> float:
     return float(np.clip(math.log10(a / b), -SCORE_CAP, SCORE_CAP))
 
 
-def _auroc(y: np.ndarray, score: np.ndarray) -> float | None:
+def auroc(y: np.ndarray, score: np.ndarray) -> float | None:
     if y.all() or not y.any():
         return None
     from sklearn.metrics import roc_auc_score
@@ -170,7 +170,7 @@ def summarize(traces: list[Trace], out: Outcomes) -> dict[str, Any]:
     floor = (min(finite) - 1.0) if finite else 0.0
     score = np.array([s if math.isfinite(s) else floor for s in out.max_score])
     at = [(t.exploded, f[1]) for t, f in zip(traces, out.first_scores) if f is not None]
-    auroc_at = _auroc(np.array([a for a, _ in at], dtype=bool), np.array([b for _, b in at])) if at else None
+    auroc_at = auroc(np.array([a for a, _ in at], dtype=bool), np.array([b for _, b in at])) if at else None
 
     tp = [(t, a) for t, a in zip(traces, out.alarm) if t.exploded and a is not None]
     fp = [(t, a) for t, a in zip(traces, out.alarm) if not t.exploded and a is not None]
@@ -185,7 +185,7 @@ def summarize(traces: list[Trace], out: Outcomes) -> dict[str, Any]:
     alarmed = len(tp) + len(fp)
     return {
         "threshold": out.threshold,
-        "auroc": _auroc(y, score),
+        "auroc": auroc(y, score),
         "auroc_at_step": auroc_at,
         "auroc_at_step_members": len(at),
         "alarmed": alarmed,

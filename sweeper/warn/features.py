@@ -13,12 +13,14 @@ Features read roles (`signals.py`), so they are computed the same way for every 
 fast-weight family "grad_eph" is grad_fast, "w_eph" is fast_norm, and so on. Feature sets (`FEATURE_SETS`,
 `sweeper warn fit --features`):
 
-- `trajectory` (TRAJECTORY_FEATURES, the default): levels and changes of every role. Levels
+- `trajectory` (TRAJECTORY_FEATURES): levels and changes of every role. Levels
   ("first", "now") are in each model's own units (a per-character RMS for the ephemeral model's
   gradients, a whole-gradient norm for the families'; a loss that starts at ln V), so a predictor
   that reads them is meant for the model it was fitted on.
-- `portable` (PORTABLE_FEATURES): scale-free features, for a predictor fitted on one task, width,
-  updater, `metrics_every` or model family and used on another. Each reads a signal against a
+- `portable` (PORTABLE_FEATURES, the default: DEFAULT_FEATURES): scale-free features, for a predictor
+  fitted on one task, width, updater, `metrics_every` or model family and used on another (on the
+  studies of `sweeper warn transfer` it carries over better than `trajectory` and does as well on
+  its own study: docs/findings.md). Each reads a signal against a
   reference that moves with it, so the feature does not:
   - against the member's own first batches (the rows of batches <= START_BATCHES after its first):
     the rise of every norm, of the gradient-norm ratio and of the largest logit, in decades. A
@@ -84,7 +86,7 @@ SCALE_FREE_FEATURES = tuple(dict.fromkeys(GROWTH_FEATURES + PORTABLE_FEATURES))
 TRANSITION_FEATURES = ("log_transition_now", "log_transition_peak", "log_transition_growth")
 FEATURE_SETS = {"trajectory": TRAJECTORY_FEATURES, "portable": PORTABLE_FEATURES, "growth": GROWTH_FEATURES,
                 "transition": TRANSITION_FEATURES, "hypers": HYPER_FEATURES}
-DEFAULT_FEATURES = "trajectory"
+DEFAULT_FEATURES = "portable"
 """The feature sets `sweeper warn fit` and `warn transfer` use when not told (`--features`)."""
 START_BATCHES = 10
 """The member's own first batches: its full rows up to this many batches after its first one."""

@@ -1,14 +1,14 @@
 """`sweeper warn fit`: a calibrated classifier of "will explode" from a member's first batches.
 
-Features (`features.py`, `--features`): `trajectory` by default (DEFAULT_FEATURES), `portable`
-(scale-free: for a predictor meant to score another task, width, updater, `metrics_every` or model
-family than the one it is fitted on), `growth`, `transition` (the delta rule's transition_max; fwp
-delta rules only) and `hypers` (`--hypers`). Studies of every model family can be fitted on (their
-signals read by role, `signals.py`); a fit is refused when a study lacks a requested feature's signal
-(transition_max; a task sweeper knows, for the loss-vs-chance features), or when `--hypers` would mix
-models whose plasticity role is another quantity (plasticity, eta, beta_scale). The payload records
-the models fitted on (`model_kinds`, `models`) and the feature set, which `sweeper warn eval` reports
-beside the model it evaluates on.
+Features (`features.py`, `--features`): `portable` by default (DEFAULT_FEATURES: scale-free, so a
+predictor can score another task, width, updater, `metrics_every` or model family than the one it is
+fitted on), `trajectory` (levels in the fitted model's own units as well), `growth`, `transition`
+(the delta rule's transition_max; fwp delta rules only) and `hypers` (`--hypers`). Studies of every
+model family can be fitted on (their signals read by role, `signals.py`); a fit is refused when a
+study lacks a requested feature's signal (transition_max; a task sweeper knows, for the
+loss-vs-chance features), or when `--hypers` would mix models whose plasticity role is another
+quantity (plasticity, eta, beta_scale). The payload records the models fitted on (`model_kinds`,
+`models`) and the feature set, which `sweeper warn eval` reports beside the model it evaluates on.
 
 `fit_traces` does the work on traces and stores nothing (`sweeper warn transfer` uses it as it is);
 `fit_predictor` reads the studies, calls it and stores the result in `sw_predictors`.

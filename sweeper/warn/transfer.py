@@ -38,7 +38,7 @@ from sweeper.errors import SweeperError
 from .evaluate import (
     LATE_ONSET,
     Outcomes,
-    _auroc,
+    auroc,
     baseline_outcomes,
     check_both_outcomes,
     members_block,
@@ -80,12 +80,6 @@ class StudyTraces:
     traces: list[Trace]
     setting: Mapping[str, Any]
     """model, task (name and the parameters that set its size), width, updater, metrics_every, batches."""
-    min_step: int = 20
-    """The study's `[early_warning] min_step`."""
-
-    def describe(self) -> str:
-        s = self.setting
-        return f"{s['task']}, {s['model']} w{s['width']}, {s['updater']}, every {s['metrics_every']}"
 
 
 def setting_of(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,7 +116,7 @@ def load_study(db, name: str) -> StudyTraces:
     traces = load_traces(db, name)
     with db.read_session() as s:
         spec = s.scalars(sa.select(Study.spec).where(Study.name == name)).first() or {}
-    return StudyTraces(name, traces, setting_of(spec), int((spec.get("early_warning") or {}).get("min_step", 20)))
+    return StudyTraces(name, traces, setting_of(spec))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -323,29 +317,36 @@ def ratio_growth(study: StudyTraces, upto: int = GROWTH_BATCHES, start_batches: 
     log10 over the rows of the last start_batches batches up to it), raw (grad_ratio) and per entry
     (grad_rms_ratio: each norm over the square root of its entry count); their starting levels too.
 
-    Members: the stable ones, and the exploded ones whose onset is after `upto` (the growth is then
-    measured before anything broke); explosions with earlier onsets are counted but not compared.
-    Returns the medians per class, the fraction of each class whose ratio grew, and the AUROC of the
-    growth alone (exploded vs stable; higher growth = exploding)."""
-    rows = []
+    Compared: the stable members and the exploded ones whose onset is after `upto` (the growth is then
+    measured before anything broke): the medians per class, the fraction of each class whose ratio
+    grew, the AUROC of the growth alone (higher growth = exploding) and of a low start. Beside them,
+    the explosions with an onset in (first + 2 start_batches, upto]: their growth from the same start
+    to the rows of the start_batches batches before their onset (`early_*`; not in the AUROCs)."""
+    rows, early = [], []
     for t in study.traces:
         v = t.history.view().full_rows()
-        first = v.step[0] if len(v) else 0
+        if not len(v):
+            continue
+        first = v.step[0]
+        logs = {name: safe_log10(v[col]) for name, col in (("raw", "grad_ratio"), ("rms", "grad_rms_ratio"))}
+        start = v.step <= first + start_batches
+        if t.exploded and first + 2 * start_batches < t.explode_onset <= upto:
+            before = (v.step >= t.explode_onset - start_batches) & (v.step < t.explode_onset)
+            if before.any():
+                early.append({name: float(np.median(y[before])) - float(np.median(y[start]))
+                              for name, y in logs.items()})
+            continue
         keep = v.step <= upto
-        if not keep.any() or v.step[keep][-1] < upto:
-            continue  # exploded (or ended) before `upto`
-        steps = v.step[keep]
-        start = steps <= first + start_batches
-        now = steps >= upto - start_batches
-        row = {"member_id": t.member_id, "exploded": t.exploded, "onset": t.explode_onset}
-        for name, col in (("raw", "grad_ratio"), ("rms", "grad_rms_ratio")):
-            y = safe_log10(v[col][keep])
+        if v.step[keep][-1] < upto or (t.exploded and t.explode_onset <= upto):
+            continue  # ended before `upto`, or exploded before it
+        now = keep & (v.step >= upto - start_batches)
+        row = {"exploded": t.exploded}
+        for name, y in logs.items():
             row[f"{name}_start"] = float(np.median(y[start]))
             row[f"{name}_growth"] = float(np.median(y[now])) - row[f"{name}_start"]
         rows.append(row)
-    compared = [r for r in rows if not r["exploded"] or r["onset"] > upto]
-    stable = [r for r in compared if not r["exploded"]]
-    later = [r for r in compared if r["exploded"]]
+    stable = [r for r in rows if not r["exploded"]]
+    later = [r for r in rows if r["exploded"]]
 
     def med(rs, key):
         return float(np.median([r[key] for r in rs])) if rs else None
@@ -353,22 +354,24 @@ def ratio_growth(study: StudyTraces, upto: int = GROWTH_BATCHES, start_batches: 
     def grew(rs, key):
         return float(np.mean([r[key] > 0 for r in rs])) if rs else None
 
-    y = np.array([r["exploded"] for r in compared], dtype=bool)
+    y = np.array([r["exploded"] for r in rows], dtype=bool)
     out = {"study": study.name, "setting": dict(study.setting), "upto": upto,
-           "stable": len(stable), "exploded_later": len(later),
+           "stable": len(stable), "exploded_later": len(later), "exploded_early_measured": len(early),
            "exploded_before": sum(t.exploded and t.explode_onset <= upto for t in study.traces)}
     for name in ("raw", "rms"):
-        g = np.array([r[f"{name}_growth"] for r in compared])
-        s0 = np.array([r[f"{name}_start"] for r in compared])
+        g = np.array([r[f"{name}_growth"] for r in rows])
+        s0 = np.array([r[f"{name}_start"] for r in rows])
         out[name] = {
             "median_growth_stable": med(stable, f"{name}_growth"),
             "median_growth_exploded": med(later, f"{name}_growth"),
             "grew_stable": grew(stable, f"{name}_growth"),
             "grew_exploded": grew(later, f"{name}_growth"),
-            "auroc_growth": _auroc(y, g) if len(g) else None,
+            "auroc_growth": auroc(y, g) if len(g) else None,
             "median_start_stable": med(stable, f"{name}_start"),
             "median_start_exploded": med(later, f"{name}_start"),
-            "auroc_start_low": _auroc(y, -s0) if len(s0) else None,
+            "auroc_start_low": auroc(y, -s0) if len(s0) else None,
+            "early_median_growth": med(early, name),
+            "early_grew": grew(early, name),
         }
     return out
 

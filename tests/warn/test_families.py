@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sweeper.config import ConfigError, Hyper
-from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus, Trial, TrialStatus
+from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus
 from sweeper.engine.families.config import FastWeightsHyper, FWPHyper
 from sweeper.engine.families.metrics import FAMILY_METRIC_NAMES
 from sweeper.engine.metrics import EVERY_STEP_NAMES, METRIC_NAMES
@@ -48,6 +48,7 @@ from sweeper.warn.signals import (
 )
 from sweeper.warn.traces import load_traces, replay_batches
 from tests.helpers.cli import sweeper
+from tests.helpers.db import add_study_with_trial
 from tests.helpers.synthetic_families import (
     BUDGET,
     EVERY,
@@ -270,7 +271,7 @@ def test_learned_predictor_fitted_on_fastweights_scores_fwp_with_portable_featur
     assert cross["results"]["predictor"] == same["results"]["predictor"]
 
     code, out, err = sweeper("warn", "fit", "fw_train", "--name", "fw_levels", "--min-step", str(MIN_STEP),
-                             "--storage", db_url, capsys=capsys)
+                             "--features", "trajectory", "--storage", db_url, capsys=capsys)
     assert code == 0, err
     assert "18 features (trajectory)" in out and "fitted on 12 members of fastweights (6 exploded, 6 stable)" in out
     levels = evaluate(db, "dn_test", load_predictor(db, "fw_levels"))["transfer"]
@@ -301,6 +302,7 @@ def test_fits_and_evaluations_that_would_mix_quantities_are_refused(db):
     insert_family_study(db, "fw", "fastweights", family_members(5, 0))
     insert_family_study(db, "dn", "fwp", family_members(5, 100, cross=True))
     insert_family_study(db, "hebb", "fwp_hebb", family_members(5, 200))
+    _name_task(db, "fw", "dn", "hebb")
     with pytest.raises(FitError, match="--features: log_transition_now, .* study 'fw' is fastweights"):
         fit_predictor(db, ["dn", "fw"], name="x", features="portable,transition", min_step=MIN_STEP)
     with pytest.raises(FitError, match=r"--hypers: .*fastweights: eta, fwp: beta_scale"):
@@ -310,11 +312,10 @@ def test_fits_and_evaluations_that_would_mix_quantities_are_refused(db):
 
     fit_predictor(db, ["fw"], name="fw_hypers", hypers=True, min_step=MIN_STEP)
     p = load_predictor(db, "fw_hypers")
-    assert p.uses_hypers and p.payload["feature_set"] == "trajectory,hypers"
+    assert p.uses_hypers and p.payload["feature_set"] == "portable,hypers"  # portable: the default
     with pytest.raises(PredictorError, match="plasticity is eta; in fwp it is beta_scale"):
         evaluate(db, "dn", p)
 
-    _name_task(db, "dn", "hebb")
     report = fit_predictor(db, ["dn"], name="dn_transition", features="portable,transition", min_step=MIN_STEP)
     assert report["features"][-3:] == list(TRANSITION_FEATURES)
     q = load_predictor(db, "dn_transition")
@@ -368,14 +369,9 @@ def test_online_warner_reads_a_family_population(family_run):
 def test_family_replay_from_database_agrees_with_online(family_run, db):
     run, hypers, summaries, steps, alarms, warners = family_run
     with db.session() as s:  # the rows a family pack stores: full batches, and the explosion batch, every metric
-        study = Study(name="dn_pop", status=StudyStatus.COMPLETE,
-                      spec={"model": {"kind": "fwp", "rule": "delta", "phi": "identity"},
-                            "train": {"batches": run.train.batches, "metrics_every": EVERY, "explode_grace": 7}})
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
+        spec = {"model": {"kind": "fwp", "rule": "delta", "phi": "identity"},
+                "train": {"batches": run.train.batches, "metrics_every": EVERY, "explode_grace": 7}}
+        study, trial = add_study_with_trial(s, name="dn_pop", status=StudyStatus.COMPLETE, spec=spec)
         for i, (h, summ) in enumerate(zip(hypers, summaries)):
             row = Member(trial_id=trial.id, study_id=study.id, pack_index=i, model_kind="fwp", lr=h.lr,
                          beta_scale=h.beta_scale, lam=h.lam, clip=h.clip, seed=h.seed, config={},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus, Trial, TrialStatus
+from sweeper.db import Member, MemberMetric, Outcome, StudyStatus
 from sweeper.engine.metrics import METRIC_NAMES
 from sweeper.warn import RatioRule
 from sweeper.warn.evaluate import _run_warner, evaluate, outcomes_from_scores, scores_of
@@ -40,6 +40,7 @@ from sweeper.warn.transfer import (
     transfer_matrix,
 )
 from tests.helpers.cli import sweeper
+from tests.helpers.db import add_study_with_trial
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 """The fits take seconds each; both storage backends are covered by tests/warn/test_warn.py."""
@@ -116,12 +117,7 @@ def insert(db, name: str, runs: list[Run], *, task=KEY_RECALL, width: int = 64, 
             "train": {"batches": budget, "metrics_every": every, "explode_grace": 50, "updater": updater},
             "early_warning": {"min_step": 10}}
     with db.session() as s:
-        study = Study(name=name, status=StudyStatus.COMPLETE, spec=spec)
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
+        study, trial = add_study_with_trial(s, name=name, status=StudyStatus.COMPLETE, spec=spec)
         for i, r in enumerate(runs):
             row = Member(trial_id=trial.id, study_id=study.id, pack_index=i, lr=1e-2 * (1 + i), plasticity=1e3,
                          ratio=0.1, gamma=0.7, clip=math.inf, seed=r.seed, config={}, outcome=Outcome(r.outcome),
@@ -381,6 +377,8 @@ def test_ratio_growth_compares_members_before_their_onset(db):
     assert r["rms"]["median_growth_exploded"] == pytest.approx(r["raw"]["median_growth_exploded"])
     assert r["rms"]["median_start_stable"] != pytest.approx(r["raw"]["median_start_stable"])
     assert 0.6 <= r["raw"]["auroc_growth"] < 1.0  # the climb from batch 100 has not begun: it ranks with the stable
+    # the two that exploded by batch 100 (onsets 80, 100): their climb, up to the batches before the onset
+    assert r["exploded_early_measured"] == 2 and r["raw"]["early_median_growth"] > 1.0 and r["raw"]["early_grew"] == 1.0
 
 
 @SQLITE_ONLY

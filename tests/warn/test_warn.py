@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sweeper.config import ConfigError, Hyper
-from sweeper.db import Member, MemberMetric, Outcome, Study, StudyStatus, Trial, TrialStatus
+from sweeper.db import Member, MemberMetric, Outcome, StudyStatus
 from sweeper.engine.metrics import EVERY_STEP_NAMES, METRIC_NAMES
 from sweeper.study.runfile import build_run
 from sweeper.warn import LearnedPredictor, OnlineWarner, PredictorError, RatioRule, Settings, is_shadow
@@ -24,6 +24,7 @@ from sweeper.warn.history import History
 from sweeper.warn.predictors import SCORE_CAP, LossZScore, load_predictor, make_predictor
 from sweeper.warn.traces import load_traces, replay_batches
 from tests.helpers.cli import sweeper
+from tests.helpers.db import add_study_with_trial
 
 EVERY, BUDGET, GRACE, MIN_STEP = 5, 100, 50, 10
 
@@ -73,14 +74,10 @@ STABLE = [Synth("stable") for _ in range(4)] + [Synth("stable", jump=50)]
 def insert_study(db, name: str, members: list[Synth], *, min_step: int = MIN_STEP) -> list[int]:
     """A finished study with these members (one trial); returns the member ids in order."""
     with db.session() as s:
-        study = Study(name=name, status=StudyStatus.COMPLETE,
-                      spec={"train": {"batches": BUDGET, "metrics_every": EVERY, "explode_grace": GRACE},
-                            "early_warning": {"min_step": min_step}})
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
+        spec = {"task": {"name": "key_recall"},
+                "train": {"batches": BUDGET, "metrics_every": EVERY, "explode_grace": GRACE},
+                "early_warning": {"min_step": min_step}}
+        study, trial = add_study_with_trial(s, name=name, status=StudyStatus.COMPLETE, spec=spec)
         ids = []
         for i, m in enumerate(members):
             row = Member(trial_id=trial.id, study_id=study.id, pack_index=i, lr=m.lr, plasticity=m.plasticity,
@@ -182,13 +179,8 @@ def test_online_warner_alarms_the_exploding_member_once(population_run):
 def test_replay_from_database_agrees_with_online(population_run, db):
     run, summaries, steps, alarms, _ = population_run
     with db.session() as s:  # store the rows the worker stores: full batches and the explosion batch
-        study = Study(name="pop", status=StudyStatus.COMPLETE,
-                      spec={"train": {"batches": run.train.batches, "metrics_every": EVERY}})
-        s.add(study)
-        s.flush()
-        trial = Trial(study_id=study.id, number=0, status=TrialStatus.COMPLETE)
-        s.add(trial)
-        s.flush()
+        study, trial = add_study_with_trial(s, name="pop", status=StudyStatus.COMPLETE,
+                                             spec={"train": {"batches": run.train.batches, "metrics_every": EVERY}})
         for i, (h, summ) in enumerate(zip([STABLE_HYPER, EXPLODING_HYPER], summaries)):
             row = Member(trial_id=trial.id, study_id=study.id, pack_index=i, lr=h.lr, plasticity=h.plasticity,
                          ratio=h.ratio, gamma=h.gamma, clip=h.clip, seed=h.seed, config={},
