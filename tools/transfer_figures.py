@@ -14,9 +14,10 @@ Written to `--out`:
 - `transfer_fig6_bands.csv` (study, class, step, n, quartiles of each signal) and
   `transfer_fig6_traces.csv` (study, class, member_id, onset, step, loss, grad_ratio, grad_rms_ratio):
   the figure's data, always;
-- `transfer_fig6.png` when kaleido is installed (plotly's static export): one row per study, columns
-  loss / ratio / per-entry ratio, the classes' median lines and quartile bands, the member traces faint.
-  Without kaleido it says so and writes the CSV only;
+- `transfer_fig6.png` when kaleido is installed (plotly's static export, which drives an installed
+  Chromium: `.venv/bin/pip install -e ".[figures]"`): one row per study, columns loss / ratio / per-entry
+  ratio, the classes' median lines and quartile bands, the member traces faint. Without kaleido it says
+  so and writes the CSV only;
 - `transfer_ratio_growth.csv`: `sweeper.warn.transfer.ratio_growth` per study (the ratio's growth over
   the first 50 batches, exploding vs stable, raw and per entry, with the AUROC of the growth alone);
 - `transfer_feature_shift.csv`: per study, the median of every `portable` feature at batch `--at`
@@ -37,8 +38,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 FIT_STUDY = "warn_keyrecall_fit_cpu"
-SIGNALS = (("loss", "loss"), ("grad_ratio", "ephemeral / slow gradient ratio"),
-           ("grad_rms_ratio", "the same, per entry"))
+SIGNALS = (("loss", "loss"), ("grad_ratio", "grad. ratio eph / slow"),
+           ("grad_rms_ratio", "per entry"))
 COLOURS = {"stable": "#1f77b4", "exploded_late": "#d62728", "exploded_early": "#ff7f0e"}
 
 
@@ -69,12 +70,17 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def _short(study: str) -> str:
+    """A study's name without the shared prefix and suffix, for a panel title ("keyrecall_w128_dfa")."""
+    return study.removeprefix("transfer_").removesuffix("_cpu")
+
+
 def draw(panels: list[dict], path: Path) -> None:
     """The PNG (plotly + kaleido): rows = studies, columns = SIGNALS, log10 on the y axes."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    titles = [f"{p['study']}: {label}" for p in panels for _, label in SIGNALS]
+    titles = [f"{_short(p['study'])}: {label}" for p in panels for _, label in SIGNALS]
     fig = make_subplots(rows=len(panels), cols=len(SIGNALS), subplot_titles=titles, horizontal_spacing=0.06,
                         vertical_spacing=0.25 / max(1, len(panels)))
     for r, p in enumerate(panels, start=1):
