@@ -16,6 +16,13 @@ intervals, and what it spends.
    as `sweeper boundary compare` prints it), the configurations and members it trained, and its
    member-batches (the sum of `steps_done` over its members) against the grid's.
 
+4. Whether a straight line with one transition width describes the boundary at all (`straightness`):
+   on the grid, on the seeds' studies pooled and on both together, a nearly unregularized logistic
+   regression on the plane's log10 coordinates against one with the quadratic terms added (x^2, x*y,
+   y^2), compared by a likelihood-ratio test. Where the quadratic fits significantly better, a line's
+   slope and intercept depend on where the configurations lie, so two designs (a grid, points beside
+   the boundary) estimate different lines from the same boundary.
+
 Targets (`TARGETS`): the fit stays inside from at most a third of the grid's configurations in every
 seed, and, with the early warning, the study spends at most a quarter of the grid's member-batches.
 Exit status 0 whether or not they are met (the table says); 2 on bad input.
@@ -32,6 +39,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 GRID = "studies/fig7_reversal3_grid_cpu.toml"
 FRONTIER = "studies/fig7_reversal3_frontier_cpu.toml"
@@ -161,10 +170,55 @@ def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str =
                 submit(spec, storage=storage, num_cpus=num_cpus, progress=False)
                 took = time.time() - t0
             results.append(measure(db, grid.name, spec.name, k, grid_spend, took))
+        shape = pooled_straightness(db, grid.name, [s.name for s in specs])
     finally:
         db.dispose()
     return {"grid": {"study": grid.name, **asdict(grid_spend)}, "study_file": str(study_path),
-            "targets": dict(TARGETS), "seeds": [asdict(r) for r in results]}
+            "targets": dict(TARGETS), "seeds": [asdict(r) for r in results], "straightness": shape}
+
+
+def pooled_straightness(db, grid: str, studies: Sequence[str]) -> list[dict[str, Any]]:
+    """`straightness` of the grid's members, of the studies' members pooled, and of both together."""
+    from sweeper.analysis.boundary import load_members
+
+    def plane_data(names: Sequence[str]):
+        xs, ys, st = [], [], []
+        for n in names:
+            m = load_members(db, n)
+            x_axis, y_axis = m.plane
+            xs.append(np.log10(m.hypers[x_axis]))
+            ys.append(np.log10(m.hypers[y_axis]))
+            st.append(m.stable)
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(st)
+
+    out = []
+    for label, names in (("grid", [grid]), ("seeds pooled", list(studies)), ("grid and seeds", [grid, *studies])):
+        x, y, stable = plane_data(names)
+        out.append({"members_of": label, **straightness(x, y, stable)})
+    return out
+
+
+def straightness(x: np.ndarray, y: np.ndarray, stable: np.ndarray) -> dict[str, Any]:
+    """A line (P(stable) logistic in x, y) against a quadratic boundary (x^2, x*y, y^2 added), both
+    nearly unregularized: the line's slope dy/dx at P = 0.5, twice the log-likelihood gained by the
+    three terms and its chi-square (3 degrees of freedom) p-value."""
+    from scipy.stats import chi2
+    from sklearn.linear_model import LogisticRegression
+
+    target = np.asarray(stable, dtype=np.int64)
+
+    def loglik(X: np.ndarray):
+        Z = (X - X.mean(axis=0)) / X.std(axis=0)
+        model = LogisticRegression(C=1e6, max_iter=100_000).fit(Z, target)
+        p = np.clip(model.predict_proba(Z)[:, 1], 1e-12, 1 - 1e-12)
+        return float(np.sum(target * np.log(p) + (1 - target) * np.log(1 - p))), model, X.std(axis=0)
+
+    line_ll, line_model, scale = loglik(np.column_stack([x, y]))
+    quad_ll, _, _ = loglik(np.column_stack([x, y, x * x, x * y, y * y]))
+    w = line_model.coef_[0] / scale
+    gain = max(0.0, 2.0 * (quad_ll - line_ll))
+    return {"members": int(target.size), "line_slope": float(-w[0] / w[1]), "quadratic_gain": gain,
+            "p_value": float(chi2.sf(gain, 3))}
 
 
 def _migrated(storage: str) -> str:
@@ -203,6 +257,13 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"worst seed: stays inside from {'never' if worst == 10**9 else worst}; member-batches "
                      f"{min(r['member_batches_ratio'] for r in rows):.3f} - "
                      f"{max(r['member_batches_ratio'] for r in rows):.3f} of the grid's")
+    shape = report.get("straightness") or []
+    if shape:
+        lines += ["", "Is the boundary one straight line? (logistic line vs quadratic boundary, likelihood-ratio test)", "",
+                  "| members of | members | slope of the line | 2 x log-likelihood gained by x^2, x*y, y^2 | p |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['members_of']} | {r['members']} | {r['line_slope']:.3f} | {r['quadratic_gain']:.1f} | "
+                  f"{r['p_value']:.2g} |" for r in shape]
     return "\n".join(lines)
 
 
