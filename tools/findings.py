@@ -87,11 +87,20 @@ SECTIONS: tuple[Section, ...] = (
     Section("table1_quick", "findings.md: Table 1 of the paper, quick budget; benchmarks.md: Wall time of the "
             "shipped studies (Table 1 row)", 4.0, (),
             (Step("reproduce_table1_quick", ("sweeper", "reproduce", "table1", "--budget", "quick")),)),
+    Section("table1_tuned", "findings.md: Table 1 of the paper, tuned per row", 60.0, (),
+            (Step("reproduce_table1_tuned", _sw("reproduce", "table1", "--budget", "tuned", "--num-cpus", "2")),)),
     Section("fig7_boundary", "findings.md: The stability boundary on the Fig. 7 CPU grid", 2.0, (GRID,), (
         Step("boundary_logistic", _sw("boundary", "fig7_reversal3_grid_cpu")),
         Step("boundary_svm", _sw("boundary", "fig7_reversal3_grid_cpu", "--model", "svm", "--no-store")),
         Step("status", _sw("status", "fig7_reversal3_grid_cpu")),
     )),
+    Section("memory_window", "findings.md: The memory window: stable and remembering, between two lines", 4.0,
+            (GRID, "studies/keyrecall_grid_cpu.toml"), (
+                Step("boundary_fig7", _sw("boundary", "fig7_reversal3_grid_cpu")),
+                Step("boundary_keyrecall", _sw("boundary", "keyrecall_grid_cpu")),
+                Step("trials_remembering", _sw("trials", "fig7_reversal3_grid_cpu", "--filter",
+                                               "memory_outcome=stable (memory)")),
+            )),
     Section("frontier", "findings.md: Mapping the boundary with fewer trials (the shipped frontier study)", 4.0,
             (GRID, FRONTIER), (
                 Step("boundary_compare", _sw("boundary", "compare", "fig7_reversal3_grid_cpu",
