@@ -80,10 +80,12 @@ def _sw(*argv: str) -> tuple[str, ...]:
 SECTIONS: tuple[Section, ...] = (
     Section("keyrecall_dfa", "findings.md: Ephemeral weights with DFA and no recurrence beat the no-memory baseline "
             "on key recall", 4.0, (), tuple(
-                Step(f"train_lr{lr}_p{p}", ("sweeper", "train", "--task", "key_recall", "--width", "128", "--updater",
-                                            "dfa", "--batches", "1000", "--lr", lr, "--plasticity", p, "--seeds", "1",
-                                            "--json"), json=True)
-                for lr, p in (("1e-2", "1e3"), ("3e-2", "333"), ("1e-2", "300"), ("3e-3", "1e4")))),
+                Step(f"train_lr{lr}_p{p}_b{n}", ("sweeper", "train", "--task", "key_recall", "--width", "128",
+                                                 "--updater", "dfa", "--batches", n, "--lr", lr, "--plasticity", p,
+                                                 "--seeds", "1", "--json", "--no-progress"), json=True)
+                for lr, p, n in (("1e-2", "1e3", "1000"), ("3e-2", "333", "1000"), ("1e-2", "300", "1000"),
+                                 ("3e-3", "1e4", "1000"), ("1e-3", "1e3", "1500"), ("1e-3", "1e4", "1500"),
+                                 ("1e-4", "1e5", "1500")))),
     Section("table1_quick", "findings.md: Table 1 of the paper, quick budget; benchmarks.md: Wall time of the "
             "shipped studies (Table 1 row)", 4.0, (),
             (Step("reproduce_table1_quick", ("sweeper", "reproduce", "table1", "--budget", "quick")),)),
@@ -100,6 +102,8 @@ SECTIONS: tuple[Section, ...] = (
                 Step("boundary_keyrecall", _sw("boundary", "keyrecall_grid_cpu")),
                 Step("trials_remembering", _sw("trials", "fig7_reversal3_grid_cpu", "--filter",
                                                "memory_outcome=stable (memory)")),
+                Step("trials_remembering_keyrecall", _sw("trials", "keyrecall_grid_cpu", "--filter",
+                                                         "memory_outcome=stable (memory)")),
             )),
     Section("frontier", "findings.md: Mapping the boundary with fewer trials (the shipped frontier study)", 4.0,
             (GRID, FRONTIER), (
