@@ -218,5 +218,20 @@ def _transfer_text(report: dict, format_table) -> str:
     lines += ["", f"target (AUROC >= {target['auroc']}, false stops <= {100 * target['false_stop_rate']:.0f}%): "
               f"{len(report['meeting'])} of {n_off} cells off the diagonal meet it"]
     lines += [f"  meets: {m['fitted_on']} -> {m['evaluated_on']}" for m in report["meeting"]]
-    lines += [f"  misses: {m['fitted_on']} -> {m['evaluated_on']}: {m['why']}" for m in report["missing"]]
+    for m in report["missing"]:
+        lines.append(f"  misses: {m['fitted_on']} -> {m['evaluated_on']}: {m['why']}")
+        lines += [f"    {line}" for line in _reason_lines(m.get("reasons") or {}, report["settings"]["min_step"])]
     return "\n".join(lines)
+
+
+def _reason_lines(r: dict, min_step: int) -> list[str]:
+    """A missed cell's reasons (`sweeper.warn.transfer.reasons`) in words."""
+    lines = []
+    if r.get("exploded_before_min_step"):
+        lines.append(f"{r['exploded_before_min_step']} of {r['exploded']} explosions were decided before batch "
+                     f"{min_step}, where every detector starts: none can warn on them")
+    if r.get("false_stops"):
+        lines.append(f"false stops at batch {r['false_stop_batch_median']:g} (median), pushed over the threshold by: "
+                     + "; ".join(f"{f['feature']} {f['median_push']:+.2f} (value {f['median_value']:+.3g}, fitted "
+                                 f"study's stable {f['fitted_stable_median']:+.3g})" for f in r["false_stops"]))
+    return lines

@@ -18,6 +18,13 @@ A cell meets the target when the learned predictor's AUROC is at least TARGET_AU
 rate at most TARGET_FALSE_STOP; only off-diagonal cells count. "Late" explosions are those with
 onset >= `late_onset` (default 100, as in `warn eval`), against all the stable members.
 
+A missed cell says why (`reasons`): how many of its explosions were decided before the first scored
+batch (no detector that starts there can warn on them), and, for a logistic-regression predictor,
+which features pushed its falsely stopped members over the threshold: each feature's weight times
+its standardized value at the alarm (its push on the logit), the median over those members, beside
+the feature's median value there and the median over the fitted study's stable members at the same
+batches. A feature far from the fitted study's stable value names the shift that moved them.
+
 `ratio_growth` answers the paper's claim directly: the growth of the ephemeral / slow gradient-norm
 ratio over a member's first batches, exploding vs stable members, with the AUROC of that growth alone.
 
@@ -210,7 +217,10 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
         fits.append(_fit_block(source, fitted))
         for target in targets.values():
             learned = _learned_outcomes(fitted, source, target.study, min_step, at_step)
-            cells.append(_cell(source, target, learned, settings.late_onset))
+            cell = _cell(source, target, learned, settings.late_onset)
+            if cell["meets_target"] is False:
+                cell["reasons"] = reasons(fitted, source, target.study, learned, min_step)
+            cells.append(cell)
     off = [c for c in cells if not c["out_of_fold"]]
     return {
         "settings": settings.as_dict(),
@@ -221,7 +231,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
         "fits": fits,
         "cells": cells,
         "meeting": [_pair(c) for c in off if c["meets_target"]],
-        "missing": [{**_pair(c), "why": c["why"]} for c in off if not c["meets_target"]],
+        "missing": [{**_pair(c), "why": c["why"], "reasons": c.get("reasons")} for c in off if not c["meets_target"]],
     }
 
 
@@ -287,6 +297,62 @@ def _cell(source: StudyTraces, target: _Target, learned: Outcomes, late_onset: i
         "meets_target": meets if not own else None,
         "why": why if not own else None,
     }
+
+
+REASON_FEATURES = 3
+"""`reasons`: the features named per missed cell (the largest median pushes)."""
+
+
+def reasons(fitted: Fitted, source: StudyTraces, target: StudyTraces, learned: Outcomes,
+            min_step: int) -> dict[str, Any]:
+    """Why the learned predictor misses on `target` (see the module's docstring): the explosions decided
+    before `min_step`, and for a logistic-regression predictor the features behind its false stops."""
+    from .features import feature_matrix
+
+    traces = target.traces
+    out: dict[str, Any] = {
+        "exploded_before_min_step": sum(t.exploded and t.explode_step < min_step for t in traces),
+        "exploded": sum(t.exploded for t in traces),
+        "false_stops": [],
+    }
+    false = [(t, a) for t, a in zip(traces, learned.alarm) if not t.exploded and a is not None]
+    linear = _linear_terms(fitted.predictor)
+    out["false_stop_batch_median"] = float(np.median([a for _, a in false])) if false else None
+    if not false or linear is None:
+        return out
+    features = fitted.predictor.features
+    weight, mean, scale = linear
+    X = feature_matrix([t.history.view().upto(int(a)) for t, a in false], features)  # (F, n)
+    push = weight * (X - mean) / scale
+    reference = [t for t in fitted.traces if not t.exploded]
+    at_batch: dict[int, np.ndarray] = {}
+    for _, a in false:  # the fitted study's stable members at the same batches
+        if a not in at_batch:
+            alive = [t.history.view().upto(int(a)) for t in reference]
+            at_batch[a] = np.median(feature_matrix([h for h in alive if len(h.full_rows())], features), axis=0)
+    ref = np.array([at_batch[a] for _, a in false])
+    order = np.argsort(-np.median(push, axis=0))[:REASON_FEATURES]
+    out["false_stops"] = [{"feature": features[i], "median_push": float(np.median(push[:, i])),
+                           "median_value": float(np.median(X[:, i])),
+                           "fitted_stable_median": float(np.median(ref[:, i]))} for i in order]
+    return out
+
+
+def _linear_terms(predictor: LearnedPredictor) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(weight, mean, scale) of a calibrated logistic regression on standardized features, averaged over
+    its calibration folds: the logit is sum(weight * (x - mean) / scale) + const. None for another model."""
+    folds = getattr(predictor.model, "calibrated_classifiers_", None) or []
+    terms = []
+    for fold in folds:
+        pipe = getattr(fold, "estimator", None)
+        steps = getattr(pipe, "named_steps", None) or {}
+        scaler, model = steps.get("standardscaler"), steps.get("logisticregression")
+        if scaler is None or model is None:
+            return None
+        terms.append((model.coef_.ravel(), scaler.mean_, scaler.scale_))
+    if not terms:
+        return None
+    return tuple(np.mean([t[k] for t in terms], axis=0) for k in range(3))  # type: ignore[return-value]
 
 
 def _meets(r: Mapping[str, Any]) -> tuple[bool, str | None]:

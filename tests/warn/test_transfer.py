@@ -312,7 +312,8 @@ def test_matrix_cells_of_a_predictor_fitted_on_one_study(three_studies, matrix):
     assert learned["median_lead_time"] > 0  # the climb starts 40 batches before the onset
     assert not silent["meets_target"] and "AUROC" in silent["why"]
     assert {"fitted_on": "fit", "evaluated_on": "elsewhere"} in r["meeting"]
-    assert {"fitted_on": "fit", "evaluated_on": "silent", "why": silent["why"]} in r["missing"]
+    missing = {m["evaluated_on"]: m for m in r["missing"] if m["fitted_on"] == "fit"}
+    assert missing["silent"]["why"] == silent["why"] and missing["silent"]["reasons"] == silent["reasons"]
     # the rules' figures are those of `warn eval` on the same members
     rule = evaluate(db, "elsewhere", RatioRule(), min_step=10)["results"]["predictor"]
     keys = ("auroc", "false_stop_rate", "recall", "median_lead_time", "compute_saved")
@@ -322,6 +323,37 @@ def test_matrix_cells_of_a_predictor_fitted_on_one_study(three_studies, matrix):
     fit = r["fits"][0]
     assert (fit["fitted_on"], fit["members"], fit["exploded"]) == ("fit", 16, 8)
     assert fit["threshold"] == fit["out_of_fold"]["threshold"]
+
+
+def test_a_missed_cell_says_which_explosions_no_detector_could_see_and_what_moved_its_false_stops(three_studies,
+                                                                                                  matrix):
+    """`shifted`: its stable runs' ephemeral gradient climbs as the fitted study's explosions do (and never
+    explodes), and a third of its explosions are decided at batch 5, before the first scored batch."""
+    studies, _ = matrix
+    db = three_studies[1]
+    climbing = [Run(seed=700 + i, jump=40) for i in range(6)]
+    early = [Run("exploded", 5, onset=0, seed=720 + i) for i in range(3)]
+    insert(db, "shifted", announced(6, 740)[:6] + early + climbing)
+    target = load_study(db, "shifted")
+    r = transfer_matrix([studies[0], target], ["fit"], TransferSettings(features="portable", min_step=10))
+    cell = next(c for c in r["cells"] if c["evaluated_on"] == "shifted")
+    assert cell["meets_target"] is False and "false stops" in cell["why"]
+    why = cell["reasons"]
+    assert why["exploded_before_min_step"] == 3 and why["exploded"] == 9
+    assert why["false_stop_batch_median"] >= 40  # alarmed once their climb began
+    top = why["false_stops"][0]
+    assert top["feature"] in {"ratio_rise", "grad_eph_rise", "ratio_trend"}, why["false_stops"]
+    assert top["median_push"] > 0 and top["median_value"] > top["fitted_stable_median"] + 0.3
+    code_text = _transfer_lines(r)
+    assert "3 of 9 explosions were decided before batch 10" in code_text
+    assert f"pushed over the threshold by: {top['feature']}" in code_text
+
+
+def _transfer_lines(report) -> str:
+    from sweeper.cli.db import format_table
+    from sweeper.cli.warn import _transfer_text
+
+    return _transfer_text(report, format_table)
 
 
 def test_all_pairs_fits_on_each_study_in_turn(matrix):
