@@ -124,11 +124,12 @@ SECTIONS: tuple[Section, ...] = (
                 Step("boundary_grid", _sw("boundary", "fig7_reversal3_grid_cpu")),
                 Step("submit_filtered", _sw("submit", "studies/fig7_reversal3_optuna_filtered_cpu.toml",
                                             "--no-progress")),
+                Step("submit_plain", _sw("submit", "studies/fig7_reversal3_optuna_cpu.toml", "--no-progress")),
                 Step("status", _sw("status", "fig7_reversal3_optuna_filtered_cpu")),
                 Step("best", _sw("query", "SELECT s.name, sum(m.outcome = 'exploded') AS exploded, count(*) AS "
                                  "members, max(m.eval_mem_acc) AS best_eval_mem_acc FROM sw_members m JOIN "
-                                 "sw_studies s ON s.id = m.study_id WHERE s.name = "
-                                 "'fig7_reversal3_optuna_filtered_cpu' GROUP BY s.name")),
+                                 "sw_studies s ON s.id = m.study_id WHERE s.name IN "
+                                 "('fig7_reversal3_optuna_filtered_cpu', 'fig7_reversal3_optuna_cpu') GROUP BY s.name")),
             )),
     Section("early_warning", "findings.md: Early warning: predicting explosions", 6.0,
             ("studies/warn_keyrecall_fit_cpu.toml", "studies/warn_keyrecall_cpu.toml"), (
@@ -173,12 +174,21 @@ SECTIONS: tuple[Section, ...] = (
         Step("bench_run1", ("sweeper", "bench", "--updaters", "dfa,backprop,bptt"), env={"OMP_NUM_THREADS": "1"}),
         Step("bench_run2", ("sweeper", "bench", "--updaters", "dfa,backprop,bptt"), env={"OMP_NUM_THREADS": "1"}),
         Step("bench_run3", ("sweeper", "bench", "--updaters", "dfa,backprop,bptt"), env={"OMP_NUM_THREADS": "1"}),
+        Step("bench_reset_every_2", ("sweeper", "bench", "--updaters", "dfa,bptt", "--reset-every", "2"),
+             env={"OMP_NUM_THREADS": "1"}),
+        Step("bench_two_threads", ("sweeper", "bench", "--updaters", "dfa,backprop,bptt")),
+        Step("bench_torch_ops", ("sweeper", "bench", "--updaters", "dfa,backprop,bptt"),
+             env={"OMP_NUM_THREADS": "1", "SWEEPER_NATIVE": "0"}),
     )),
-    Section("bench_families", "benchmarks.md: The fast-weight families against their reference loops", 6.0, (), (
-        Step("bench_fastweights", ("sweeper", "bench", "--model", "fastweights", "--members", "32"),
-             env={"OMP_NUM_THREADS": "1"}),
-        Step("bench_fwp_delta", ("sweeper", "bench", "--model", "fwp", "--rule", "delta", "--members", "32"),
-             env={"OMP_NUM_THREADS": "1"}),
+    Section("bench_families", "benchmarks.md: The fast-weight families against their reference loops", 8.0, (), (
+        *(Step(f"bench_fastweights_p{p}_run{k}", ("sweeper", "bench", "--model", "fastweights", "--members", p),
+               env={"OMP_NUM_THREADS": "1"}) for k in (1, 2) for p in ("1", "8", "32")),
+        *(Step(f"bench_fwp_delta_p{p}_run{k}", ("sweeper", "bench", "--model", "fwp", "--rule", "delta", "--members", p),
+               env={"OMP_NUM_THREADS": "1"}) for k in (1, 2) for p in ("1", "8", "32")),
+        Step("bench_fwp_delta_identity", ("sweeper", "bench", "--model", "fwp", "--rule", "delta", "--phi", "identity",
+                                          "--members", "32"), env={"OMP_NUM_THREADS": "1"}),
+        Step("bench_fwp_gated_delta", ("sweeper", "bench", "--model", "fwp", "--rule", "gated_delta", "--decay",
+                                       "learned", "--members", "32"), env={"OMP_NUM_THREADS": "1"}),
     )),
     Section("study_wall_times", "benchmarks.md: Wall time of the shipped studies", 4.0, (), (
         Step("submit_quickstart", _sw("submit", "studies/quickstart.toml", "--no-progress")),
