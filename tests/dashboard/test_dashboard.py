@@ -24,10 +24,7 @@ from tests.helpers.synthetic import make_study
 
 SHOTS = Path("/tmp/dashboard_shots")
 TOKEN = "correct-horse-battery"
-needs_chromium = pytest.mark.skipif(
-    bench.chromium_path() is None,
-    reason="Chromium is not installed: the browser tests need /usr/bin/chromium (apt-get install -y chromium)",
-)
+needs_chromium = bench.needs_chromium
 
 
 def strict_json(text: str):
@@ -491,26 +488,10 @@ def _shot(page, tmp_path: Path, name: str) -> None:
     shutil.copy(path, SHOTS / path.name)
 
 
-def _watch(page) -> list[str]:
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-    return errors
-
-
 @pytest.fixture(scope="module")
 def server(study_db):
     with bench.serving(study_db) as base:
         yield base
-
-
-@pytest.fixture
-def page(chromium):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
 
 
 @needs_chromium
@@ -524,7 +505,7 @@ def page(chromium):
     ("/table?study=toy", "#members-table td"),
 ])  # fmt: skip
 def test_pages_load_without_console_errors(server, page, path, ready, tmp_path):
-    errors = _watch(page)
+    errors = bench.watch_errors(page)
     page.goto(server + path)
     page.wait_for_selector(ready)
     page.wait_for_timeout(300)
@@ -542,7 +523,7 @@ def test_frontier_shows_every_member_and_a_click_opens_its_traces(server, page, 
 
         count = s.scalar(sa.select(sa.func.count()).select_from(Member).join(Study, Member.study_id == Study.id)
                          .where(Study.name == "toy"))  # fmt: skip
-    errors = _watch(page)
+    errors = bench.watch_errors(page)
     page.goto(f"{server}/frontier?study=toy")
     page.evaluate(bench.FRONTIER_DRAWN_JS, count)  # resolves once `count` points are drawn
     # An exploded member's point, in page pixels.
@@ -601,7 +582,7 @@ def test_report_opens_from_disk_without_network(chromium, rodb, tmp_path):
 
     context.route("**/*", only_files)
     page = context.new_page()
-    errors = _watch(page)
+    errors = bench.watch_errors(page)
     page.goto((tmp_path / "report.html").as_uri())
     page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {result['figures']}")
     _shot(page, tmp_path, "report")
@@ -618,7 +599,7 @@ def test_token_enforced_in_the_browser(study_db, chromium, tmp_path):
         assert refused.value.code == 401
         context = chromium.new_context()
         page = context.new_page()
-        errors = _watch(page)
+        errors = bench.watch_errors(page)
         denied = page.goto(base + "/")
         assert denied.status == 401
         page.goto(f"{base}/frontier?study=toy&token={TOKEN}")  # then the cookie carries it
@@ -835,15 +816,12 @@ def test_report_builds_for_family_studies(family_ro, tmp_path):
 
 @needs_chromium
 @pytest.mark.slow
-def test_family_frontier_in_the_browser_hovers_its_own_axes_and_switches_plane(family_url, chromium, family_ro, tmp_path):
+def test_family_frontier_in_the_browser_hovers_its_own_axes_and_switches_plane(family_url, page, family_ro, tmp_path):
     import re
 
     from sweeper.db import Member
 
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    errors = _watch(page)
+    errors = bench.watch_errors(page)
     with bench.serving(family_url) as base:
         page.goto(f"{base}/frontier?study=fam")
         page.evaluate(bench.FRONTIER_DRAWN_JS, 300)
@@ -877,5 +855,4 @@ def test_family_frontier_in_the_browser_hovers_its_own_axes_and_switches_plane(f
         page.wait_for_selector('button[id*="frontier-slice"][id*="lambda"][disabled]')
         assert page.is_enabled('button[id*="frontier-slice"][id*="beta_scale"]')
         _shot(page, tmp_path, "frontier_family_lambda")
-    context.close()
     assert errors == []

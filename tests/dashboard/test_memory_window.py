@@ -22,10 +22,7 @@ from tests.helpers import browser as bench
 from tests.helpers.synthetic import make_study
 
 SHOTS = Path("/tmp/dashboard_shots")
-needs_chromium = pytest.mark.skipif(
-    bench.chromium_path() is None,
-    reason="Chromium is not installed: the browser tests need /usr/bin/chromium (apt-get install -y chromium)",
-)
+needs_chromium = bench.needs_chromium
 THRESHOLD = 0.156
 
 
@@ -200,16 +197,11 @@ HOVER_TEXT_JS = "() => [...document.querySelectorAll('.hoverlayer .hovertext tsp
 
 @needs_chromium
 @pytest.mark.slow
-def test_frontier_in_the_browser_shows_the_window(memory_url, chromium, ro, tmp_path):
+def test_frontier_in_the_browser_shows_the_window(memory_url, page, ro, tmp_path):
     from sweeper.db import Member
     from sweeper.outcomes import memory_outcome
 
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    errors = bench.watch_errors(page)
     with bench.serving(memory_url) as base:
         page.goto(f"{base}/frontier?study=mem")
         page.evaluate(bench.FRONTIER_DRAWN_JS, 400)
@@ -243,5 +235,4 @@ def test_frontier_in_the_browser_shows_the_window(memory_url, chromium, ro, tmp_
         page.screenshot(path=str(path), full_page=True)
         SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, SHOTS / path.name)
-    context.close()
     assert errors == []

@@ -14,10 +14,7 @@ from tests.helpers import browser as bench
 from tests.helpers.synthetic import make_study
 
 ENTRY = Path(__file__).resolve().parents[2] / "dashboards" / "plotly_bundle" / "entry.js"
-needs_chromium = pytest.mark.skipif(
-    bench.chromium_path() is None,
-    reason="Chromium is not installed: the browser tests need /usr/bin/chromium (apt-get install -y chromium)",
-)
+needs_chromium = bench.needs_chromium
 
 
 def test_bundle_is_the_installed_plotly_version():

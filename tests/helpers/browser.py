@@ -1,8 +1,9 @@
 """Serving the dashboard in a subprocess and timing its pages in a real (headless) Chromium.
 
 Used by `tools/bench_frontier.py` (the 10,000-member frontier budget: drawn within 2 s of
-navigation) and by tests/dashboard/test_dashboard.py. The browser is Debian's Chromium (`/usr/bin/chromium`,
-or $SWEEPER_CHROMIUM) driven by Playwright; Playwright's own browser downloads are never used.
+navigation) and by the browser tests of tests/dashboard (with the `page` fixture of its conftest).
+The browser is Debian's Chromium (`/usr/bin/chromium`, or $SWEEPER_CHROMIUM) driven by Playwright;
+Playwright's own browser downloads are never used.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 CHROMIUM_ENV = "SWEEPER_CHROMIUM"
 # WebGL (Scattergl) in headless Chromium without a GPU: the SwiftShader software renderer.
@@ -44,6 +47,20 @@ def chromium_path() -> str | None:
     """Debian's Chromium, if installed (or $SWEEPER_CHROMIUM)."""
     path = os.environ.get(CHROMIUM_ENV) or "/usr/bin/chromium"
     return path if Path(path).is_file() else shutil.which("chromium")
+
+
+needs_chromium = pytest.mark.skipif(
+    chromium_path() is None,
+    reason="Chromium is not installed: the browser tests need /usr/bin/chromium (apt-get install -y chromium)",
+)
+
+
+def watch_errors(page) -> list[str]:
+    """The list that collects `page`'s console errors and uncaught page errors from now on."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    return errors
 
 
 def free_port() -> int:
