@@ -63,7 +63,7 @@ class Section:
     doc: str
     """Where the numbers are: "findings.md: <section title>" or "benchmarks.md: <section title>"."""
     minutes: float
-    """Estimated wall time on a busy 2-core CPU, studies included (from the docs' own timings)."""
+    """Wall time on this project's 2-core CPU, studies included (as measured by a run of this script)."""
     studies: tuple[str, ...]
     steps: tuple[Step, ...]
     needs: str = ""
@@ -79,7 +79,7 @@ def _sw(*argv: str) -> tuple[str, ...]:
 
 SECTIONS: tuple[Section, ...] = (
     Section("keyrecall_dfa", "findings.md: Ephemeral weights with DFA and no recurrence beat the no-memory baseline "
-            "on key recall", 4.0, (), tuple(
+            "on key recall", 1.0, (), tuple(
                 Step(f"train_lr{lr}_p{p}_b{n}", ("sweeper", "train", "--task", "key_recall", "--width", "128",
                                                  "--updater", "dfa", "--batches", n, "--lr", lr, "--plasticity", p,
                                                  "--seeds", "1", "--json", "--no-progress"), json=True)
@@ -91,12 +91,12 @@ SECTIONS: tuple[Section, ...] = (
             (Step("reproduce_table1_quick", ("sweeper", "reproduce", "table1", "--budget", "quick")),)),
     Section("table1_tuned", "findings.md: Table 1 of the paper, tuned per row", 60.0, (),
             (Step("reproduce_table1_tuned", _sw("reproduce", "table1", "--budget", "tuned", "--num-cpus", "2")),)),
-    Section("fig7_boundary", "findings.md: The stability boundary on the Fig. 7 CPU grid", 2.0, (GRID,), (
+    Section("fig7_boundary", "findings.md: The stability boundary on the Fig. 7 CPU grid", 0.5, (GRID,), (
         Step("boundary_logistic", _sw("boundary", "fig7_reversal3_grid_cpu")),
         Step("boundary_svm", _sw("boundary", "fig7_reversal3_grid_cpu", "--model", "svm", "--no-store")),
         Step("status", _sw("status", "fig7_reversal3_grid_cpu")),
     )),
-    Section("memory_window", "findings.md: The memory window: stable and remembering, between two lines", 4.0,
+    Section("memory_window", "findings.md: The memory window: stable and remembering, between two lines", 0.5,
             (GRID, "studies/keyrecall_grid_cpu.toml"), (
                 Step("boundary_fig7", _sw("boundary", "fig7_reversal3_grid_cpu")),
                 Step("boundary_keyrecall", _sw("boundary", "keyrecall_grid_cpu")),
@@ -105,7 +105,7 @@ SECTIONS: tuple[Section, ...] = (
                 Step("trials_remembering_keyrecall", _sw("trials", "keyrecall_grid_cpu", "--filter",
                                                          "memory_outcome=stable (memory)")),
             )),
-    Section("frontier", "findings.md: Mapping the boundary with fewer trials (the shipped frontier study)", 4.0,
+    Section("frontier", "findings.md: Mapping the boundary with fewer trials (the shipped frontier study)", 1.0,
             (GRID, FRONTIER), (
                 Step("boundary_compare", _sw("boundary", "compare", "fig7_reversal3_grid_cpu",
                                              "fig7_reversal3_frontier_cpu")),
@@ -113,14 +113,14 @@ SECTIONS: tuple[Section, ...] = (
                                                   "fig7_reversal3_frontier_cpu", "--json"), json=True),
             )),
     Section("frontier_seeds", "findings.md: Mapping the boundary with fewer trials (per seed of the search, "
-            "without and with the early warning)", 25.0, (GRID,), (
+            "without and with the early warning)", 20.0, (GRID,), (
                 Step("frontier_seeds", ("tools.frontier_seeds", "--seeds", "0-4", "--storage", "{storage}",
                                         "--json", "{json}")),
                 Step("frontier_seeds_warn", ("tools.frontier_seeds", "--seeds", "0-4", "--early-warning",
                                              "--storage", "{storage}", "--json", "{json}")),
             )),
     Section("optuna_filtered", "findings.md: Mapping the boundary with fewer trials (Optuna with the boundary as a "
-            "constraint)", 5.0, (GRID,), (
+            "constraint)", 1.5, (GRID,), (
                 Step("boundary_grid", _sw("boundary", "fig7_reversal3_grid_cpu")),
                 Step("submit_filtered", _sw("submit", "studies/fig7_reversal3_optuna_filtered_cpu.toml",
                                             "--no-progress")),
@@ -131,7 +131,7 @@ SECTIONS: tuple[Section, ...] = (
                                  "sw_studies s ON s.id = m.study_id WHERE s.name IN "
                                  "('fig7_reversal3_optuna_filtered_cpu', 'fig7_reversal3_optuna_cpu') GROUP BY s.name")),
             )),
-    Section("early_warning", "findings.md: Early warning: predicting explosions", 6.0,
+    Section("early_warning", "findings.md: Early warning: predicting explosions", 2.0,
             ("studies/warn_keyrecall_fit_cpu.toml", "studies/warn_keyrecall_cpu.toml"), (
                 Step("warn_fit_k100", _sw("warn", "fit", "warn_keyrecall_fit_cpu", "--name", "keyrecall_lr_k100",
                                           "--steps", "100", "--features", "trajectory", "--replace")),
@@ -141,7 +141,7 @@ SECTIONS: tuple[Section, ...] = (
                 Step("warn_eval_whole", _sw("warn", "eval", "warn_keyrecall_cpu", "--predictor", "keyrecall_lr")),
                 Step("warn_eval_ratio_rule", _sw("warn", "eval", "warn_keyrecall_cpu")),
             )),
-    Section("warn_transfer", "findings.md: Early warning on runs from elsewhere", 20.0,
+    Section("warn_transfer", "findings.md: Early warning on runs from elsewhere", 14.0,
             ("studies/warn_keyrecall_fit_cpu.toml", *TRANSFER), (
                 Step("transfer_from_keyrecall", _sw("warn", "transfer", "warn_keyrecall_fit_cpu", *TRANSFER_NAMES,
                                                     "--steps", "100")),
@@ -154,8 +154,8 @@ SECTIONS: tuple[Section, ...] = (
                 Step("transfer_figures", ("tools.transfer_figures", "--storage", "{storage}", "--out", "docs/img")),
             )),
     Section("assoc_retrieval", "findings.md: Fast weights on Ba et al.'s associative retrieval, on a CPU budget",
-            22.0, ASSOC, (Step("family_findings", ("tools.family_findings", "--storage", "{storage}")),)),
-    Section("deltanet", "findings.md: DeltaNet: where it explodes, and whether the transition bound marks it", 10.0,
+            8.0, ASSOC, (Step("family_findings", ("tools.family_findings", "--storage", "{storage}")),)),
+    Section("deltanet", "findings.md: DeltaNet: where it explodes, and whether the transition bound marks it", 6.0,
             ("studies/deltanet_map_identity_cpu.toml", "studies/deltanet_map_silu_cpu.toml",
              "studies/deltanet_frontier_identity_cpu.toml"), (
                 Step("boundary_identity", _sw("boundary", "deltanet_map_identity_cpu")),
@@ -165,7 +165,7 @@ SECTIONS: tuple[Section, ...] = (
                                              "deltanet_frontier_identity_cpu")),
                 Step("family_findings", ("tools.family_findings", "--storage", "{storage}")),
             )),
-    Section("fastweights_map", "findings.md: Fast weights (Ba et al.): the (lr, eta) stability map", 5.0,
+    Section("fastweights_map", "findings.md: Fast weights (Ba et al.): the (lr, eta) stability map", 2.0,
             ("studies/fastweights_map_cpu.toml",), (
                 Step("boundary", _sw("boundary", "fastweights_map_cpu")),
                 Step("family_findings", ("tools.family_findings", "--storage", "{storage}")),
@@ -190,17 +190,17 @@ SECTIONS: tuple[Section, ...] = (
         Step("bench_fwp_gated_delta", ("sweeper", "bench", "--model", "fwp", "--rule", "gated_delta", "--decay",
                                        "learned", "--members", "32"), env={"OMP_NUM_THREADS": "1"}),
     )),
-    Section("study_wall_times", "benchmarks.md: Wall time of the shipped studies", 4.0, (), (
+    Section("study_wall_times", "benchmarks.md: Wall time of the shipped studies", 2.0, (), (
         Step("submit_quickstart", _sw("submit", "studies/quickstart.toml", "--no-progress")),
         Step("submit_grid", _sw("submit", GRID, "--num-cpus", "2", "--no-progress")),
         Step("submit_frontier", _sw("submit", FRONTIER, "--num-cpus", "2", "--no-progress")),
     ), fresh=True),
-    Section("fault_drill", "benchmarks.md: Fault drill", 6.0, (),
+    Section("fault_drill", "benchmarks.md: Fault drill", 8.0, (),
             (Step("drill", ("tools.drill", "--storage", "both")),), needs="PostgreSQL on 127.0.0.1:5432"),
-    Section("cluster", "benchmarks.md: A local two-node Ray cluster", 5.0, (),
+    Section("cluster", "benchmarks.md: A local two-node Ray cluster", 4.0, (),
             (Step("bench_cluster", ("tools.bench_cluster", "--batches", "6000", "--json", "{json}")),),
             needs="PostgreSQL on 127.0.0.1:5432"),
-    Section("dashboard", "benchmarks.md: The dashboard's frontier page at 10,000 members", 4.0, (),
+    Section("dashboard", "benchmarks.md: The dashboard's frontier page at 10,000 members", 1.0, (),
             (Step("bench_frontier", ("tools.bench_frontier", "--runs", "5")),), needs="Debian's /usr/bin/chromium"),
 )
 BY_KEY = {s.key: s for s in SECTIONS}
