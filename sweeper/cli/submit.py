@@ -6,14 +6,21 @@ The work is in `sweeper.sweep.driver`; the flags are checked there, before anyth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
+import time
 
 from sweeper import jsonio
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as a shell reports it."""
+STOP_GRACE_ENV = "SWEEPER_STOP_GRACE_S"
+STOP_GRACE_S = 60.0
+"""After Ctrl-C, how long the driver waits for Ray to stop before it exits anyway (`$SWEEPER_STOP_GRACE_S`)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,13 +47,15 @@ def cmd_submit(args) -> int:
         private_ray_env()  # loopback only, token auth said explicitly; must precede importing ray
     from sweeper.sweep.driver import format_result, submit
 
-    try:
-        result = submit(args.study, storage=args.storage, address=args.address, num_cpus=args.num_cpus,
-                        progress=not args.json and not args.no_progress, max_packs=args.max_trials,
-                        tune_storage=args.tune_storage)
-    except KeyboardInterrupt:
-        print(f"\nsweeper: interrupted; run the same command to resume: {resume_command(args)}", file=sys.stderr)
-        return INTERRUPTED
+    message = f"sweeper: interrupted; run the same command to resume: {resume_command(args)}"
+    with _ctrl_c_exits(message):
+        try:
+            result = submit(args.study, storage=args.storage, address=args.address, num_cpus=args.num_cpus,
+                            progress=not args.json and not args.no_progress, max_packs=args.max_trials,
+                            tune_storage=args.tune_storage)
+        except KeyboardInterrupt:
+            print(f"\n{message}", file=sys.stderr)
+            return INTERRUPTED
     if args.json:
         from dataclasses import asdict
 
@@ -54,6 +63,43 @@ def cmd_submit(args) -> int:
     else:
         print(format_result(result))
     return 0 if result.status == "COMPLETE" or args.max_trials is not None else 1
+
+
+@contextlib.contextmanager
+def _ctrl_c_exits(message: str):
+    """Ctrl-C raises KeyboardInterrupt as usual (the driver records the study INTERRUPTED and stops Ray),
+    and also starts a watchdog: a Ray that does not stop within the grace period (a Ctrl-C that lands
+    inside Ray's own calls can leave its shutdown blocked) is left behind, the temporary Tune
+    directories removed, and the process exits 130 with `message`. A second Ctrl-C exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    grace = float(os.environ.get(STOP_GRACE_ENV, STOP_GRACE_S))
+    pressed = threading.Event()
+
+    def give_up(why: str) -> None:
+        from sweeper.sweep.run import abandon
+
+        abandon()
+        print(f"\nsweeper: {why}\n{message}", file=sys.stderr, flush=True)
+        os._exit(INTERRUPTED)
+
+    def watchdog() -> None:
+        time.sleep(grace)
+        give_up(f"Ray did not stop within {grace:g} s of Ctrl-C; leaving it to exit with this process")
+
+    def on_sigint(signum, frame):
+        if pressed.is_set():
+            give_up("Ctrl-C again: leaving without waiting for Ray")
+        pressed.set()
+        threading.Thread(target=watchdog, name="sweeper-stop-watchdog", daemon=True).start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def resume_command(args, argv: list[str] | None = None) -> str:

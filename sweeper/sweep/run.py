@@ -30,6 +30,17 @@ from .pack import hyper_columns
 
 TUNE_STORAGE_ENV = "SWEEPER_TUNE_STORAGE"
 TEMP_PREFIX = "sweeper-tune-"
+_SCRATCH: set[str] = set()
+"""The temporary Tune directories of this process's open runs (`abandon` removes them)."""
+
+
+def abandon() -> None:
+    """What a process that gives up waiting for Ray to stop still cleans before it exits: the temporary
+    Tune directories of its runs. The study's state is recorded before Ray is stopped (`StudyRun.close`),
+    and a later submit treats the lease of a dead driver as free."""
+    for path in list(_SCRATCH):
+        shutil.rmtree(path, ignore_errors=True)
+        _SCRATCH.discard(path)
 
 
 def plan_fixed_packs(spec) -> list[list[dict]]:
@@ -121,6 +132,7 @@ class StudyRun:
                 self._ray_started = False
             if self._scratch is not None:
                 shutil.rmtree(self._scratch, ignore_errors=True)
+                _SCRATCH.discard(self._scratch)
                 self._scratch = None
 
     def _take_stock(self, max_packs: int | None) -> None:
@@ -167,6 +179,7 @@ class StudyRun:
             return chosen
         _remove_orphans(tempfile.gettempdir())
         self._scratch = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{self.spec.name}-{os.getpid()}-")
+        _SCRATCH.add(self._scratch)
         return self._scratch
 
     def _fit(self, experiment_dir: str, progress: bool, out) -> None:
