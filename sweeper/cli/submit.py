@@ -68,9 +68,10 @@ def cmd_submit(args) -> int:
 @contextlib.contextmanager
 def _ctrl_c_exits(message: str):
     """Ctrl-C raises KeyboardInterrupt as usual (the driver records the study INTERRUPTED and stops Ray),
-    and also starts a watchdog: a Ray that does not stop within the grace period (a Ctrl-C that lands
-    inside Ray's own calls can leave its shutdown blocked) is left behind, the temporary Tune
-    directories removed, and the process exits 130 with `message`. A second Ctrl-C exits at once."""
+    and also starts a watchdog: when the driver has not finished stopping Ray within the grace period
+    (it has been seen to stay silent for minutes after a Ctrl-C), Ray is left behind, the temporary
+    Tune directories are removed, and the process exits 130 with `message`. A second Ctrl-C exits at
+    once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
