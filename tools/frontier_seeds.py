@@ -100,7 +100,7 @@ def parse_seeds(text: str) -> list[int]:
 def seed_study(path: str | Path, seed: int):
     """The study of the file at `path` with `[search] seed = seed`, named `<name>_seed<seed>`: a StudySpec
     whose source is its own TOML text (what the packs parse on their workers)."""
-    from sweeper.sweep.tuned import build_study
+    from sweeper.study.toml import build_study
 
     data = tomllib.loads(Path(path).read_text())
     data["name"] = f"{data['name']}_seed{seed}"

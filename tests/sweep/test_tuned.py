@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from sweeper.analysis.reproduce import BUDGETS, EPHEMERAL_HYPER, TASKS, budget_settings, run_config, units
+from sweeper.study.toml import to_toml
 from sweeper.sweep.tuned import (
     RETRAIN_SEED0,
     SPACES,
@@ -19,7 +20,6 @@ from sweeper.sweep.tuned import (
     choose_best,
     search_study,
     table1_tuned,
-    to_toml,
 )
 from sweeper.tasks import make_task
 from tests.helpers.cli import sweeper
