@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import browser as bench
+from tests.helpers.db import dashboard_readonly, new_sqlite
 from tests.helpers.synthetic import make_study
 
 SHOTS = Path("/tmp/dashboard_shots")
@@ -39,24 +40,17 @@ def strict_json(text: str):
 @pytest.fixture(scope="module")
 def study_db(tmp_path_factory):
     """A SQLite database with a synthetic study of 150 members (NaN and inf in its metrics) and an empty one."""
-    from sweeper.db import StudyStatus, open_db, upgrade
+    from sweeper.db import StudyStatus
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'dash.sqlite3'}"
-    upgrade(url)
-    db = open_db(url)
-    make_study(db, "toy", members=150, steps=12, seed=3)
-    make_study(db, "live", members=0, status=StudyStatus.RUNNING)
-    db.dispose()
+    with new_sqlite(tmp_path_factory.mktemp("dash"), "dash.sqlite3") as (url, db):
+        make_study(db, "toy", members=150, steps=12, seed=3)
+        make_study(db, "live", members=0, status=StudyStatus.RUNNING)
     return url
 
 
 @pytest.fixture(scope="module")
 def rodb(study_db):
-    from sweeper.dashboard.data import open_readonly
-
-    db = open_readonly(study_db)
-    yield db
-    db.dispose()
+    yield from dashboard_readonly(study_db)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -654,25 +648,17 @@ def test_member_figure_marks_the_onset_before_the_explosion(rodb):
 def family_url(tmp_path_factory):
     """A fwp study (with a stored boundary fit) and a fastweights study, synthetic (tests.helpers.synthetic)."""
     from sweeper.analysis.boundary import fit_boundary
-    from sweeper.db import open_db, upgrade
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('family') / 'family.sqlite3'}"
-    upgrade(url)
-    db = open_db(url)
-    make_study(db, "fam", members=300, steps=6, seed=11, kind="fwp")
-    make_study(db, "fw", members=200, steps=6, seed=12, kind="fastweights")
-    fit_boundary(db, "fam", bootstrap=20)
-    db.dispose()
+    with new_sqlite(tmp_path_factory.mktemp("family"), "family.sqlite3") as (url, db):
+        make_study(db, "fam", members=300, steps=6, seed=11, kind="fwp")
+        make_study(db, "fw", members=200, steps=6, seed=12, kind="fastweights")
+        fit_boundary(db, "fam", bootstrap=20)
     return url
 
 
 @pytest.fixture(scope="module")
 def family_ro(family_url):
-    from sweeper.dashboard.data import open_readonly
-
-    db = open_readonly(family_url)
-    yield db
-    db.dispose()
+    yield from dashboard_readonly(family_url)
 
 
 def test_family_study_meta_and_frontier_info_are_in_its_own_plane(family_ro):

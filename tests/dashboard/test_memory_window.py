@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import browser as bench
+from tests.helpers.db import dashboard_readonly, new_sqlite
 from tests.helpers.synthetic import make_study
 
 SHOTS = Path("/tmp/dashboard_shots")
@@ -51,28 +52,20 @@ def plant_memory(db, study: str, seed: int, unjudged: int = 0) -> None:
 def memory_url(tmp_path_factory):
     """"mem": judged, with a stored window fit; "mixed": judged but for 10 stable members; "plain": judged none."""
     from sweeper.analysis.window import fit_window
-    from sweeper.db import open_db, upgrade
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('window') / 'window.sqlite3'}"
-    upgrade(url)
-    db = open_db(url)
-    make_study(db, "mem", members=400, steps=4, seed=21)
-    plant_memory(db, "mem", seed=1)
-    fit_window(db, "mem", bootstrap=20)
-    make_study(db, "mixed", members=120, steps=2, seed=22)
-    plant_memory(db, "mixed", seed=2, unjudged=10)
-    make_study(db, "plain", members=120, steps=2, seed=23)
-    db.dispose()
+    with new_sqlite(tmp_path_factory.mktemp("window"), "window.sqlite3") as (url, db):
+        make_study(db, "mem", members=400, steps=4, seed=21)
+        plant_memory(db, "mem", seed=1)
+        fit_window(db, "mem", bootstrap=20)
+        make_study(db, "mixed", members=120, steps=2, seed=22)
+        plant_memory(db, "mixed", seed=2, unjudged=10)
+        make_study(db, "plain", members=120, steps=2, seed=23)
     return url
 
 
 @pytest.fixture(scope="module")
 def ro(memory_url):
-    from sweeper.dashboard.data import open_readonly
-
-    db = open_readonly(memory_url)
-    yield db
-    db.dispose()
+    yield from dashboard_readonly(memory_url)
 
 
 def _markers(fig) -> list:

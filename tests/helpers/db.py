@@ -1,8 +1,10 @@
-"""Databases for tests: one that already holds a study, a snapshot of every row in it (so a test can
-check that a refused command changed nothing), and a study with one finished trial to put members in."""
+"""Databases for tests: a new one, one that already holds a study, a snapshot of every row in it (so a
+test can check that a refused command changed nothing), a study with one finished trial to put members
+in, and the dashboard's read-only handle for a fixture."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,15 +12,33 @@ import sqlalchemy as sa
 from sweeper.db import Study, Trial, TrialStatus, open_db, upgrade
 
 
-def database_with_a_study(directory: Path) -> str:
-    """The URL of a new SQLite database at the current schema holding one study, 'existing'."""
-    url = f"sqlite:///{directory / 'db.sqlite3'}"
+@contextmanager
+def new_sqlite(directory: Path, name: str = "db.sqlite3"):
+    """A new SQLite database at the current schema, `directory / name`: yields (url, db), db disposed after."""
+    url = f"sqlite:///{directory / name}"
     upgrade(url)
     db = open_db(url)
-    with db.session() as s:
+    try:
+        yield url, db
+    finally:
+        db.dispose()
+
+
+def database_with_a_study(directory: Path) -> str:
+    """The URL of a new SQLite database at the current schema holding one study, 'existing'."""
+    with new_sqlite(directory) as (url, db), db.session() as s:
         s.add(Study(name="existing", spec={"k": 1}, source="x"))
-    db.dispose()
     return url
+
+
+def dashboard_readonly(url: str):
+    """The dashboard's read-only handle on `url`, for a fixture (`yield from dashboard_readonly(url)`):
+    disposed when the fixture ends."""
+    from sweeper.dashboard.data import open_readonly
+
+    db = open_readonly(url)
+    yield db
+    db.dispose()
 
 
 def add_study_with_trial(s, *, trial_columns: dict | None = None, **study) -> tuple[Study, Trial]:
