@@ -181,19 +181,15 @@ def pooled_straightness(db, grid: str, studies: Sequence[str]) -> list[dict[str,
     """`straightness` of the grid's members, of the studies' members pooled, and of both together."""
     from sweeper.analysis.boundary import load_members
 
-    def plane_data(names: Sequence[str]):
-        xs, ys, st = [], [], []
-        for n in names:
-            m = load_members(db, n)
-            x_axis, y_axis = m.plane
-            xs.append(np.log10(m.hypers[x_axis]))
-            ys.append(np.log10(m.hypers[y_axis]))
-            st.append(m.stable)
-        return np.concatenate(xs), np.concatenate(ys), np.concatenate(st)
+    loaded = {}  # study -> (log10 x, log10 y, stable) in its plane; each study read once
+    for name in (grid, *studies):
+        m = load_members(db, name)
+        x_axis, y_axis = m.plane
+        loaded[name] = (np.log10(m.hypers[x_axis]), np.log10(m.hypers[y_axis]), m.stable)
 
     out = []
     for label, names in (("grid", [grid]), ("seeds pooled", list(studies)), ("grid and seeds", [grid, *studies])):
-        x, y, stable = plane_data(names)
+        x, y, stable = (np.concatenate([loaded[n][k] for n in names]) for k in range(3))
         out.append({"members_of": label, **straightness(x, y, stable)})
     return out
 
