@@ -13,7 +13,8 @@ intervals, and what it spends.
    is not trained again, so a rerun only prints).
 3. Per seed, from the database: where the study's boundary, refitted on its first n configurations,
    first enters and from where it stays inside the grid's 95% intervals (`sweeper.analysis.compare`,
-   as `sweeper boundary compare` prints it), the configurations and members it trained, and its
+   as `sweeper boundary compare` prints it), from where its line errs on no more of the grid's members
+   than the grid's own line does (`predicts_from`), the configurations and members it trained, and its
    member-batches (the sum of `steps_done` over its members) against the grid's.
 
 4. Whether a straight line with one transition width describes the boundary at all (`straightness`):
@@ -70,6 +71,13 @@ class SeedResult:
     stays_inside_from: int | None
     stays_fraction: float | None
     """stays_inside_from / the grid's configurations."""
+    predicts_from: int | None
+    """From this many configurations on, every refit's line errs on at most as many of the grid's members
+    as the grid's own line (`compare_studies`' `predicts_from`)."""
+    errors_on_grid: int
+    """The grid's members the study's final line puts on the wrong side."""
+    grid_errors: int
+    """The grid's members the grid's own line puts on the wrong side (the same in every seed)."""
     spend: Spend
     member_batches_ratio: float
     """member_batches / the grid's member_batches."""
@@ -141,7 +149,8 @@ def measure(db, grid: str, study: str, seed: int, grid_spend: Spend, submit_s: f
     r = compare_studies(db, grid, study)
     own = spend(db, study)
     return SeedResult(seed=seed, study=study, first_inside=r["first_inside"], stays_inside_from=r["stays_inside_from"],
-                      stays_fraction=r["fraction_of_reference"], spend=own,
+                      stays_fraction=r["fraction_of_reference"], predicts_from=r["predicts_from"],
+                      errors_on_grid=r["study_errors_on_reference"], grid_errors=r["reference_errors"], spend=own,
                       member_batches_ratio=own.member_batches / grid_spend.member_batches,
                       slope=r["study"]["slope"], intercept=r["study"]["intercept"], submit_s=submit_s)
 
@@ -173,8 +182,14 @@ def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str =
         shape = pooled_straightness(db, grid.name, [s.name for s in specs])
     finally:
         db.dispose()
-    return {"grid": {"study": grid.name, **asdict(grid_spend)}, "study_file": str(study_path),
+    return {"grid": {"study": grid.name, **asdict(grid_spend), "errors": _grid_errors(results)},
+            "study_file": str(study_path),
             "targets": dict(TARGETS), "seeds": [asdict(r) for r in results], "straightness": shape}
+
+
+def _grid_errors(results: Sequence[SeedResult]) -> int | None:
+    """The grid's members its own line puts on the wrong side (the same in every seed's comparison)."""
+    return None if not results else results[0].grid_errors
 
 
 def pooled_straightness(db, grid: str, studies: Sequence[str]) -> list[dict[str, Any]]:
@@ -229,17 +244,21 @@ def format_report(report: dict[str, Any]) -> str:
     """The per-seed table (Markdown) and whether each target holds in every seed."""
     g = report["grid"]
     a_max = TARGETS["stays_inside_fraction"] * g["configs"]
+    own = "-" if g.get("errors") is None else g["errors"]
     lines = [f"grid {g['study']}: {g['configs']} configurations, {g['members']} members, "
-             f"{g['member_batches']} member-batches", f"frontier: {report['study_file']}", "",
-             "| seed | study | first inside | stays inside from | configurations | members (stable / exploded / "
+             f"{g['member_batches']} member-batches; its own line errs on {own} of its members",
+             f"frontier: {report['study_file']}", "",
+             "| seed | study | first inside | stays inside from | errs on the grid's members (final) | "
+             "errs on no more than the grid's line from | configurations | members (stable / exploded / "
              "stopped early) | member-batches | of the grid's | slope | intercept |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["seeds"]:
         s, o = r["spend"], r["spend"]["outcomes"]
         stays = "never" if r["stays_inside_from"] is None else (
             f"{r['stays_inside_from']} ({r['stays_fraction']:.2f})")
         lines.append(
-            f"| {r['seed']} | {r['study']} | {r['first_inside'] or 'never'} | {stays} | {s['configs']} | "
+            f"| {r['seed']} | {r['study']} | {r['first_inside'] or 'never'} | {stays} | {r['errors_on_grid']} | "
+            f"{r['predicts_from'] or 'never'} | {s['configs']} | "
             f"{s['members']} ({o.get('stable', 0)} / {o.get('exploded', 0)} / {o.get('stopped_early', 0)}) | "
             f"{s['member_batches']} | {r['member_batches_ratio']:.3f} | {_num(r['slope'])} | {_num(r['intercept'])} |")
     rows = report["seeds"]
@@ -248,6 +267,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", f"(a) stays inside from at most {a_max:g} of {g['configs']} configurations: {a_ok} of {len(rows)} "
                   f"seeds", f"(b) at most {TARGETS['member_batches_ratio']:.2f} of the grid's member-batches: "
                   f"{b_ok} of {len(rows)} seeds"]
+    p_ok = sum(1 for r in rows if r["predicts_from"] is not None and r["predicts_from"] <= a_max)
+    lines.append(f"errs on no more of the grid's members than the grid's own line from at most {a_max:g} "
+                 f"configurations: {p_ok} of {len(rows)} seeds")
     if rows:
         worst = max((r["stays_inside_from"] or 10**9) for r in rows)
         lines.append(f"worst seed: stays inside from {'never' if worst == 10**9 else worst}; member-batches "

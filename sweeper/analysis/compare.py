@@ -10,6 +10,16 @@ slope interval and its intercept in the reference's intercept interval. `first_i
 such n; `stays_inside_from` the first n from which every later refit stays inside (the honest count
 when the curve wanders in and out). Counts are configurations (each trained once per seed), as the
 reference's are: a grid of 36 cells is 36 configurations.
+
+A second yardstick needs no intervals: each refit's line is also used to predict the reference's own
+members (stable or not, by the side of the line each lies on) and its errors are counted beside
+those of the reference's own line on the same members (`errors_on_reference`, `reference_errors`).
+`predicts_from` is the first n from which every later refit errs on at most as many of them. The
+intervals ask whether two designs give the same line; this asks whether the study's line describes
+the reference's outcomes as well as the reference's own line does. Where the outcomes are nearly
+deterministic and the reference's cells are coarse, many lines separate them equally well, and a
+bootstrap of a regularized line (the resampled cells keep their outcomes) can exclude some of them:
+the two answers then differ, and both are reported.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .boundary import BoundaryError, fit_members, load_members
+from .boundary import BoundaryError, Members, fit_members, load_members, p_stable
 
 TARGET_FRACTION = 1 / 3
 """The target: the frontier reaches the grid's estimate with at most a third of its trials."""
@@ -37,35 +47,34 @@ def compare_studies(db, reference: str, study: str, *, model: str = "logistic", 
     if order.size == 0 or order[0] < 0:
         raise BoundaryError(f"study {study!r} has no members with a configuration index")
     (s_lo, s_hi), (i_lo, i_hi) = b["slope_ci95"], b["intercept_ci95"]
+    ref_errors = errors_on(ref, ref_members)
     curve = []
     for n in range(1, order.size + 1):
         keep = members.config_index <= order[n - 1]
         row: dict[str, Any] = {"configs": n, "members": int(keep.sum()), "slope": None, "intercept": None,
-                               "inside": False}
+                               "inside": False, "errors_on_reference": None}
         try:
-            fit = fit_members(members.subset(keep), model=model, bootstrap=0, cv=False, seed=seed)["boundary"]
+            payload = fit_members(members.subset(keep), model=model, bootstrap=0, cv=False, seed=seed)
         except BoundaryError as e:
             row["why_not"] = e.message.split(";")[0]
             curve.append(row)
             continue
+        fit = payload["boundary"]
         row["slope"], row["intercept"] = fit["slope"], fit["intercept"]
+        row["errors_on_reference"] = errors_on(payload, ref_members)
         row["inside"] = (fit["slope"] is not None and s_lo <= fit["slope"] <= s_hi
                          and i_lo <= fit["intercept"] <= i_hi)
         curve.append(row)
-    inside = [r["inside"] for r in curve]
     first = next((r["configs"] for r in curve if r["inside"]), None)
-    stays = None
-    if inside and inside[-1]:
-        k = len(inside)
-        while k > 0 and inside[k - 1]:
-            k -= 1
-        stays = curve[k]["configs"]
+    stays = _stays_from(curve, [r["inside"] for r in curve])
+    as_well = [r["errors_on_reference"] is not None and r["errors_on_reference"] <= ref_errors for r in curve]
+    predicts = _stays_from(curve, as_well)
     ref_configs = int(np.unique(ref_members.config_index).size)
     final = fit_members(members, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
     return {
         "reference": {"study": reference, "configs": ref_configs, "members": ref["members"]["fitted"],
                       "slope": b["slope"], "slope_ci95": b["slope_ci95"], "intercept": b["intercept"],
-                      "intercept_ci95": b["intercept_ci95"], "cv": ref["cv"]},
+                      "intercept_ci95": b["intercept_ci95"], "cv": ref["cv"], "errors": ref_errors},
         "study": {"study": study, "configs": int(order.size), "members": final["members"]["fitted"],
                   "slope": final["boundary"]["slope"], "slope_ci95": final["boundary"]["slope_ci95"],
                   "intercept": final["boundary"]["intercept"], "intercept_ci95": final["boundary"]["intercept_ci95"],
@@ -78,7 +87,27 @@ def compare_studies(db, reference: str, study: str, *, model: str = "logistic", 
         "first_inside_fraction": None if first is None else first / ref_configs,
         "target_fraction": TARGET_FRACTION,
         "target_met": stays is not None and stays <= TARGET_FRACTION * ref_configs,
+        "reference_errors": ref_errors,
+        "predicts_from": predicts,
+        "study_errors_on_reference": errors_on(final, ref_members),
     }
+
+
+def errors_on(payload: dict[str, Any], members: Members) -> int:
+    """How many of `members` the fit `payload` puts on the wrong side of its line (P(stable) >= 0.5 for
+    an unstable member, < 0.5 for a stable one), each at its own hyperparameters."""
+    p = p_stable(payload, {a: members.hypers[a] for a in payload["features"] if a in members.hypers})
+    return int(np.sum((p >= 0.5) != members.stable))
+
+
+def _stays_from(curve: list[dict[str, Any]], ok: list[bool]) -> int | None:
+    """The first n of `curve` from which `ok` holds for every later row; None if it fails at the last."""
+    if not ok or not ok[-1]:
+        return None
+    k = len(ok)
+    while k > 0 and ok[k - 1]:
+        k -= 1
+    return curve[k]["configs"]
 
 
 def format_comparison(r: dict[str, Any]) -> str:
@@ -97,7 +126,8 @@ def format_comparison(r: dict[str, Any]) -> str:
             out.append(f"  n={c['configs']:3d} ({c['members']} members): no fit ({c.get('why_not', 'vertical line')})")
         else:
             out.append(f"  n={c['configs']:3d} ({c['members']} members): slope {c['slope']:.3f}, intercept "
-                       f"{c['intercept']:.3f}{'  inside' if c['inside'] else ''}")
+                       f"{c['intercept']:.3f}; errs on {c['errors_on_reference']} of the reference's members"
+                       f"{'  inside' if c['inside'] else ''}")
     first, stays = r["first_inside"], r["stays_inside_from"]
     out.append(f"first inside the reference's intervals at n = {first}" if first else
                "never inside the reference's intervals")
@@ -105,4 +135,11 @@ def format_comparison(r: dict[str, Any]) -> str:
         out.append(f"inside from n = {stays} on: {stays}/{ref['configs']} = {r['fraction_of_reference']:.2f} of the "
                    f"reference's configurations (target <= {r['target_fraction']:.2f}: "
                    f"{'met' if r['target_met'] else 'not met'})")
+    n_ref = ref["members"]
+    out.append(f"the reference's own line errs on {r['reference_errors']} of its {n_ref} members; the study's final "
+               f"line on {r['study_errors_on_reference']}")
+    predicts = r["predicts_from"]
+    out.append("the study's refits never stay at or below that" if predicts is None else
+               f"refits err on at most as many of them from n = {predicts} on ({predicts}/{ref['configs']} = "
+               f"{predicts / ref['configs']:.2f} of the reference's configurations)")
     return "\n".join(out)

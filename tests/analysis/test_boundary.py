@@ -483,6 +483,29 @@ def test_compare_counts_configurations_until_inside_the_reference(db):
     assert not r["curve"][0]["inside"] and r["curve"][0]["slope"] is None  # one configuration: no fit
     json.dumps(r, allow_nan=False)
     assert "inside from n =" in format_comparison(r)
+    # the same members: the final refit is the reference's own line, so it errs on as many of them
+    assert r["curve"][-1]["errors_on_reference"] == r["reference_errors"] == r["study_errors_on_reference"]
+    assert r["predicts_from"] is not None and "refits err on at most as many" in format_comparison(r)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_compare_counts_the_reference_members_a_refit_misplaces(db):
+    """A study whose boundary lies one decade of plasticity lower misplaces the reference's members between
+    the two lines: it never predicts them as well as the reference's own line."""
+    from sweeper.analysis.boundary import fit_members, load_members
+    from sweeper.analysis.compare import compare_studies, errors_on, format_comparison
+
+    configs, outcomes = synthetic(np.random.default_rng(0))
+    insert_study(db, "ref", configs, outcomes)
+    shifted = [{**c, "plasticity": c["plasticity"] / 10} for c in configs]  # the same outcomes a decade lower
+    insert_study(db, "shifted", shifted, outcomes)
+    r = compare_studies(db, "ref", "shifted", bootstrap=20)
+    ref = load_members(db, "ref")
+    s = np.log10(ref.hypers["lr"] * ref.hypers["plasticity"])
+    moved = int((ref.stable & (s >= C - 1) & (s < C - 0.25)).sum())  # stable, well below the shifted line
+    assert moved > 10 and r["study_errors_on_reference"] >= r["reference_errors"] + moved
+    assert r["predicts_from"] is None and "never stay at or below" in format_comparison(r)
+    assert errors_on(fit_members(ref, bootstrap=0, cv=False), ref) == r["reference_errors"]
 
 
 # ---------------------------------------------------------------------------------------------------
