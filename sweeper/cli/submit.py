@@ -17,10 +17,13 @@ import time
 from sweeper import jsonio
 
 INTERRUPTED = 130
-"""Exit status after Ctrl-C (128 + SIGINT), as a shell reports it."""
+"""Exit status after Ctrl-C (128 + SIGINT), as a shell reports it; 143 (128 + SIGTERM) after SIGTERM."""
 STOP_GRACE_ENV = "SWEEPER_STOP_GRACE_S"
 STOP_GRACE_S = 60.0
-"""After Ctrl-C, how long the driver waits for Ray to stop before it exits anyway (`$SWEEPER_STOP_GRACE_S`)."""
+"""After Ctrl-C or SIGTERM, how long the driver waits for Ray to stop before it exits anyway
+(`$SWEEPER_STOP_GRACE_S`)."""
+STOP_SIGNALS = {signal.SIGINT: ("Ctrl-C", "interrupted"), signal.SIGTERM: ("SIGTERM", "terminated")}
+"""The signals that stop a submit the same way: what each is called, and the word of the resume line."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,15 +50,14 @@ def cmd_submit(args) -> int:
         private_ray_env()  # loopback only, token auth said explicitly; must precede importing ray
     from sweeper.sweep.driver import format_result, submit
 
-    message = f"sweeper: interrupted; run the same command to resume: {resume_command(args)}"
-    with _ctrl_c_exits(message):
+    with _stop_signals_exit(resume_command(args)) as stop:
         try:
             result = submit(args.study, storage=args.storage, address=args.address, num_cpus=args.num_cpus,
                             progress=not args.json and not args.no_progress, max_packs=args.max_trials,
                             tune_storage=args.tune_storage)
         except KeyboardInterrupt:
-            print(f"\n{message}", file=sys.stderr)
-            return INTERRUPTED
+            print(f"\n{stop.message()}", file=sys.stderr)
+            return 128 + stop.signum
     if args.json:
         from dataclasses import asdict
 
@@ -65,15 +67,29 @@ def cmd_submit(args) -> int:
     return 0 if result.status == "COMPLETE" or args.max_trials is not None else 1
 
 
+class _Stop:
+    """Which stop signal came first (SIGINT until one does), and the line that says how to resume."""
+
+    def __init__(self, resume: str):
+        self.resume = resume
+        self.signum = int(signal.SIGINT)
+
+    def message(self) -> str:
+        return f"sweeper: {STOP_SIGNALS[self.signum][1]}; run the same command to resume: {self.resume}"
+
+
 @contextlib.contextmanager
-def _ctrl_c_exits(message: str):
-    """Ctrl-C raises KeyboardInterrupt as usual (the driver records the study INTERRUPTED and stops Ray),
-    and also starts a watchdog: when the driver has not finished stopping Ray within the grace period
-    (it has been seen to stay silent for minutes after a Ctrl-C), Ray is left behind, the temporary
-    Tune directories are removed, and the process exits 130 with `message`. A second Ctrl-C exits at
-    once."""
+def _stop_signals_exit(resume: str):
+    """Ctrl-C (SIGINT) and SIGTERM (a scheduler's or `kill`'s stop) raise KeyboardInterrupt in the main
+    thread: the driver records the study INTERRUPTED and stops Ray, and the command exits 128 + the
+    signal with the resume line. The first signal also starts a watchdog: when the driver has not
+    finished stopping Ray within the grace period (it has been seen to stay silent for minutes after a
+    Ctrl-C), Ray is left behind, the temporary Tune directories are removed, and the process exits
+    with that status. A second signal exits at once. (`start_ray` keeps this SIGTERM handler across
+    `ray.init`, which installs its own.)"""
+    stop = _Stop(resume)
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
     grace = float(os.environ.get(STOP_GRACE_ENV, STOP_GRACE_S))
     pressed = threading.Event()
@@ -82,25 +98,28 @@ def _ctrl_c_exits(message: str):
         from sweeper.sweep.run import abandon
 
         abandon()
-        print(f"\nsweeper: {why}\n{message}", file=sys.stderr, flush=True)
-        os._exit(INTERRUPTED)
+        print(f"\nsweeper: {why}\n{stop.message()}", file=sys.stderr, flush=True)
+        os._exit(128 + stop.signum)
 
-    def watchdog() -> None:
+    def watchdog(name: str) -> None:
         time.sleep(grace)
-        give_up(f"Ray did not stop within {grace:g} s of Ctrl-C; leaving it to exit with this process")
+        give_up(f"Ray did not stop within {grace:g} s of {name}; leaving it to exit with this process")
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
+        name = STOP_SIGNALS[signum][0]
         if pressed.is_set():
-            give_up("Ctrl-C again: leaving without waiting for Ray")
+            give_up(f"{name} again: leaving without waiting for Ray")
         pressed.set()
-        threading.Thread(target=watchdog, name="sweeper-stop-watchdog", daemon=True).start()
+        stop.signum = int(signum)
+        threading.Thread(target=watchdog, args=(name,), name="sweeper-stop-watchdog", daemon=True).start()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def resume_command(args, argv: list[str] | None = None) -> str:

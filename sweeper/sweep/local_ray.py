@@ -7,6 +7,7 @@ after the study row exists.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -200,6 +201,32 @@ def start_ray(address: ClusterAddress | str | None, num_cpus: int | None, num_gp
     quiet_ray_hints()
     if ray.is_initialized():
         return False
+    with _own_sigterm():
+        return _init(address, num_cpus, num_gpus)
+
+
+@contextlib.contextmanager
+def _own_sigterm():
+    """`ray.init` replaces the process's SIGTERM handler with its own (`sys.exit(signum)`). A handler the
+    process had set (a Python function, like the CLI's: stop as after Ctrl-C, print the resume line,
+    exit 143) is put back after it; without one, Ray's stays."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(before):
+            signal.signal(signal.SIGTERM, before)
+
+
+def _init(address: ClusterAddress | str | None, num_cpus: int | None, num_gpus: int | None) -> bool:
+    import ray
+
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "include_dashboard": False}
     if address:
         given = address.given if isinstance(address, ClusterAddress) else address

@@ -1,4 +1,4 @@
-"""`sweeper submit` after Ctrl-C: a stop that blocks (as Ray's shutdown can, when the interrupt lands inside
+"""`sweeper submit` after Ctrl-C (or SIGTERM): a stop that blocks (as Ray's shutdown can, when the interrupt lands inside
 its own calls) does not hang the command. The driver is stood in for by a `submit` that records where its
 temporary Tune directory is, interrupts itself and then blocks in its clean-up; the real CLI entry runs
 around it in a subprocess."""
@@ -21,12 +21,13 @@ STUCK = textwrap.dedent("""
         scratch = tempfile.mkdtemp(prefix=run.TEMP_PREFIX + "stuck-")
         run._SCRATCH.add(scratch)
         print(scratch, flush=True)
+        stop = getattr(signal, os.environ.get("STUCK_SIGNAL", "SIGINT"))
         try:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), stop)
             time.sleep(5)
         finally:
             if os.environ.get("STUCK_SECOND"):
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), stop)
             time.sleep(600)  # the stop that never ends
 
     driver.submit = submit
@@ -50,6 +51,17 @@ def test_a_stop_that_blocks_after_ctrl_c_ends_in_130_with_the_resume_line_and_no
     assert "sweeper: interrupted; run the same command to resume: " in proc.stderr
     scratch = Path(proc.stdout.strip())
     assert scratch.name.startswith("sweeper-tune-stuck-") and not scratch.exists()
+
+
+def test_sigterm_stops_the_same_way_and_exits_143(tmp_path):
+    proc, seconds = run_stuck(tmp_path, STUCK_SIGNAL="SIGTERM")
+    assert proc.returncode == 143, proc.stderr
+    assert seconds < 60
+    assert "Ray did not stop within 2 s of SIGTERM" in proc.stderr
+    assert "sweeper: terminated; run the same command to resume: " in proc.stderr
+    assert not Path(proc.stdout.strip()).exists()
+    again, _ = run_stuck(tmp_path, STUCK_SIGNAL="SIGTERM", STUCK_SECOND="1", SWEEPER_STOP_GRACE_S="90")
+    assert again.returncode == 143 and "SIGTERM again: leaving without waiting for Ray" in again.stderr
 
 
 def test_a_second_ctrl_c_leaves_at_once(tmp_path):

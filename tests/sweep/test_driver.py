@@ -131,17 +131,19 @@ def test_driver_sigkill_is_seen_at_once_then_resubmit_loses_and_duplicates_nothi
     assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-killed-{proc.pid}-*") == []
 
 
-def test_ctrl_c_exits_130_with_the_resume_command_and_leaves_nothing_running(tmp_path):
+@pytest.mark.parametrize(("signum", "status", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                        (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_exits_with_the_resume_command_and_leaves_nothing_running(tmp_path, signum, status, word):
     url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
     path = write_study(tmp_path, "ctrlc", batches=100)
     pause = Pause(tmp_path / "pause", 20)
     proc = start("submit", str(path), "--storage", url, env=pause.env())
     pause.wait(0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out = cleanup(proc)
-    assert proc.returncode == 130, out
+    assert proc.returncode == status, out
     command = shlex.join([sys.executable, "-m", "sweeper", "submit", str(path), "--storage", url, "--no-progress"])
-    assert f"sweeper: interrupted; run the same command to resume: {command}" in out
+    assert f"sweeper: {word}; run the same command to resume: {command}" in out
     assert "members:" not in out
     assert "Tuner.restore" not in out and "Token authentication" not in out and "RAY_AUTH_MODE" not in out, out
     assert glob.glob(f"{tempfile.gettempdir()}/sweeper-tune-ctrlc-{proc.pid}-*") == []
