@@ -1,12 +1,13 @@
 """The early-warning commands of `sweeper`: warn fit, warn eval, warn transfer. Parsing and printing only.
 
     sweeper warn fit STUDY... --name NAME [--steps K] [--model logreg|gb] [--features SETS] [--hypers]
-                             [--min-step N] [--max-false-stop F] [--replace] [--storage URL] [--json]
+                             [--min-step N] [--max-false-stop F] [--cadences 1,2,4] [--replace] [--storage URL]
+                             [--json]
     sweeper warn eval STUDY [--predictor NAME|ID|ratio_rule|transition_bound] [--threshold X] [--min-step N]
                             [--at-step N] [--json] [--storage URL]
     sweeper warn transfer STUDY [STUDY...] [--fit STUDY | --all-pairs] [--features SETS] [--steps K]
-                                [--model logreg|gb] [--min-step N] [--max-false-stop F] [--late-onset N]
-                                [--json] [--storage URL]
+                                [--model logreg|gb] [--min-step N] [--max-false-stop F] [--cadences 1,2,4]
+                                [--late-onset N] [--json] [--storage URL]
 
 The work is done by `sweeper.warn.fit`, `sweeper.warn.evaluate` and `sweeper.warn.transfer`; their refusals are
 `SweeperError`s naming the flag or study to change, printed once by `sweeper.cli.main`.
@@ -23,6 +24,13 @@ FEATURES_HELP = (f"comma-separated feature sets (default {DEFAULT_FEATURES}): tr
                  "fitted model's units), portable (scale-free: carries over to another task, width, updater, "
                  "metrics_every or model), growth (trajectory's changes alone), transition (fwp delta rules' "
                  "transition_max), hypers")
+CADENCES_HELP = ("also learn from each member as if recorded every k-th full-metric batch, for each k listed "
+                 "(default 1: as recorded); e.g. 1,2,4 for studies with a larger metrics_every; the threshold "
+                 "keeps --max-false-stop at every cadence")
+
+
+def _cadences(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(","))  # checked, with the flag's name, by warn.fit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-step", type=int, default=20, metavar="N", help="first batch the predictor scores (default 20)")
     p.add_argument("--max-false-stop", type=float, default=0.05, metavar="F",
                    help="threshold: at most this fraction of stable members alarmed out of fold (default 0.05)")
+    p.add_argument("--cadences", type=_cadences, default=("1",), metavar="K,K", help=CADENCES_HELP)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--replace", action="store_true", help="replace a stored predictor of the same name")
     p.add_argument("--json", action="store_true")
@@ -75,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-step", type=int, default=20, metavar="N", help="first batch every detector scores (default 20)")
     p.add_argument("--max-false-stop", type=float, default=0.05, metavar="F",
                    help="the fitted threshold: at most this fraction of stable members alarmed out of fold (default 0.05)")
+    p.add_argument("--cadences", type=_cadences, default=("1",), metavar="K,K", help=CADENCES_HELP)
     p.add_argument("--late-onset", type=int, default=100, metavar="N",
                    help="late explosions: onset >= N (default 100)")
     p.add_argument("--seed", type=int, default=0)
@@ -90,7 +100,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     with _open(args) as db:
         report = fit_predictor(db, args.studies, name=args.name, steps=args.steps, model=args.model,
                                min_step=args.min_step, hypers=args.hypers, features=args.features,
-                               max_false_stop=args.max_false_stop, seed=args.seed, replace=args.replace)
+                               max_false_stop=args.max_false_stop, seed=args.seed, replace=args.replace,
+                               cadences=args.cadences)
     if args.json:
         report = {k: v for k, v in report.items() if k != "train_member_ids"}
         print(to_json(report))
@@ -154,6 +165,7 @@ def _figures_table(name: str, res: dict, format_table) -> str:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from sweeper.cli.db import format_table, to_json
+    from sweeper.warn.fit import check_cadences
     from sweeper.warn.transfer import TransferSettings, check_request, load_study, transfer_matrix
 
     fit_on = check_request(args.studies, args.fit, args.all_pairs)
@@ -161,7 +173,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     with _open(args) as db:
         studies = [load_study(db, n) for n in names]
     settings = TransferSettings(features=args.features, steps=args.steps, model=args.model, min_step=args.min_step,
-                                max_false_stop=args.max_false_stop, late_onset=args.late_onset, seed=args.seed)
+                                max_false_stop=args.max_false_stop, late_onset=args.late_onset, seed=args.seed,
+                                cadences=check_cadences(args.cadences))
     report = transfer_matrix(studies, fit_on, settings)
     if args.json:
         print(to_json(report))

@@ -27,6 +27,14 @@ fitted on the others, and the held-out members are replayed through OnlineWarner
 the worker). The stored threshold is the lowest at which at most `max_false_stop` of those stable
 members would have been alarmed. The payload records the members fitted on, so `sweeper warn eval`
 leaves them out.
+
+Cadences (`--cadences`, default 1): a predictor fitted with cadences 1,2,4 also learns from each
+member as a study recording full metrics 2 and 4 times less often would have stored it
+(`traces.thinned`), so that trend features read through fewer rows (a study with a larger
+`metrics_every`) are in its examples; each cadence gives every member the same EXAMPLES_PER_MEMBER
+points. The out-of-fold replays run at every cadence and the threshold is the highest of the
+cadences' own thresholds, so each keeps at most `max_false_stop` false stops; the out-of-fold
+summary is the first cadence's at that threshold, with each cadence's false stops beside it.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from .features import (
 from .online import OnlineWarner, Settings
 from .predictors import BUILTIN, LearnedPredictor
 from .signals import HYPER_SIGNALS, TRANSITION_RULES
-from .traces import Trace, load_traces, replay_batches
+from .traces import Trace, load_traces, replay_batches, thinned
 
 MODELS = ("logreg", "gb")
 EXAMPLES_PER_MEMBER = 20
@@ -85,8 +93,26 @@ def _model(kind: str, groups: np.ndarray, X: np.ndarray, y: np.ndarray, seed: in
     return CalibratedClassifierCV(base, method="sigmoid", cv=cv).fit(X, y)
 
 
-def examples(traces: list[Trace], features: tuple[str, ...], min_step: int, steps: int | None):
-    """(X, y, groups, used): the truncation-point examples; `used[k]` whether trace k gave any."""
+def check_cadences(cadences) -> tuple[int, ...]:
+    """The cadences as distinct integers >= 1 in the order given (FitError naming --cadences)."""
+    try:
+        out = tuple(dict.fromkeys(int(c) for c in cadences))
+    except (TypeError, ValueError):
+        out = ()
+    if not out or any(c < 1 or c > 100 for c in out):
+        raise FitError("--cadences", f"got {cadences!r}; expected integers from 1 to 100 (each a factor of the "
+                                     "study's metrics_every), e.g. 1,2,4")
+    return out
+
+
+def examples(traces: list[Trace], features: tuple[str, ...], min_step: int, steps: int | None,
+             cadences: tuple[int, ...] = (1,)):
+    """(X, y, groups, used): the truncation-point examples, every cadence's (`thinned`) grouped by
+    member; `used[k]` whether trace k gave any at the first cadence."""
+    if cadences != (1,):
+        parts = [examples([thinned(t, c) for t in traces], features, min_step, steps) for c in cadences]
+        return (np.vstack([q[0] for q in parts]), np.concatenate([q[1] for q in parts]),
+                np.concatenate([q[2] for q in parts]), parts[0][3])
     X, y, groups, used = [], [], [], []
     for k, t in enumerate(traces):
         v = t.history.view()
@@ -125,42 +151,50 @@ class Fitted:
     """The usable members it was fitted on."""
     oof_scores: list[list[tuple[int, float]]]
     """Per usable member, its (batch, score) out of fold: scored by the fold model not fitted on it, on
-    every full-metric batch from min_step up to its explosion (as OnlineWarner scores it)."""
+    every full-metric batch from min_step up to its explosion (as OnlineWarner scores it), at the first
+    cadence."""
     oof: dict[str, Any]
     """threshold, auroc, recall, false_stop_rate, members: the out-of-fold summary."""
     skipped: int
     """Members left out: exploded before min_step (no batch to learn from)."""
 
 
-def _oof(traces, features, kind, min_step, steps, max_false_stop, seed):
-    """Out-of-fold scores of every member -> (the threshold and what it would have done, the scores)."""
+def _oof(traces, features, kind, min_step, steps, max_false_stop, seed, cadences=(1,)):
+    """Out-of-fold scores of every member -> (the threshold and what it would have done, the first
+    cadence's scores)."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.array([t.exploded for t in traces])
-    scores: list[list[tuple[int, float]]] = [[] for _ in traces]
+    scores: dict[int, list[list[tuple[int, float]]]] = {c: [[] for _ in traces] for c in cadences}
     folds = StratifiedKFold(n_splits=min(FOLDS, int(labels.sum()), int((~labels).sum())), shuffle=True,
                             random_state=seed)
     for train_idx, test_idx in folds.split(np.zeros(len(traces)), labels):
         train = [traces[i] for i in train_idx]
-        X, y, g, _ = examples(train, features, min_step, steps)
+        X, y, g, _ = examples(train, features, min_step, steps, cadences)
         if y.all() or not y.any():
             raise FitError("a cross-validation fold holds one class only; add members of both outcomes")
         model = LearnedPredictor(_model(kind, g, X, y, seed), features, 0.5, payload={"steps": steps})
-        test = [traces[i] for i in test_idx]
-        warner = OnlineWarner(Settings(min_step, math.inf), model, hypers=[t.hyper for t in test],
-                              chance_loss=[t.chance_loss for t in test])  # never alarms: every score kept
-        for m in replay_batches(test):
-            warner.observe(m)
-        for j, i in enumerate(test_idx):
-            scores[i] = warner.scores.get(j, [])
-    max_score = np.array([max((v for _, v in sc), default=-np.inf) for sc in scores])
-    stable = np.sort(max_score[~labels])[::-1]
-    allowed = int(np.floor(max_false_stop * len(stable)))
-    threshold = 0.0 if allowed >= len(stable) else float(np.nextafter(max(stable[allowed], 0.0), np.inf))
-    threshold = min(threshold, 1.0)
-    alarmed = max_score >= threshold
-    finite = np.where(np.isfinite(max_score), max_score, -1.0)
+        for c in cadences:
+            test = [thinned(traces[i], c) for i in test_idx]
+            warner = OnlineWarner(Settings(min_step, math.inf), model, hypers=[t.hyper for t in test],
+                                  chance_loss=[t.chance_loss for t in test])  # never alarms: every score kept
+            for m in replay_batches(test):
+                warner.observe(m)
+            for j, i in enumerate(test_idx):
+                scores[c][i] = warner.scores.get(j, [])
+    max_score = {c: np.array([max((v for _, v in sc), default=-np.inf) for sc in scores[c]]) for c in cadences}
+    allowed = int(np.floor(max_false_stop * int((~labels).sum())))
+
+    def threshold_of(m: np.ndarray) -> float:
+        stable = np.sort(m[~labels])[::-1]
+        t = 0.0 if allowed >= len(stable) else float(np.nextafter(max(stable[allowed], 0.0), np.inf))
+        return min(t, 1.0)
+
+    threshold = max(threshold_of(m) for m in max_score.values())
+    first = max_score[cadences[0]]
+    alarmed = first >= threshold
+    finite = np.where(np.isfinite(first), first, -1.0)
     summary = {
         "threshold": threshold,
         "auroc": float(roc_auc_score(labels, finite)),
@@ -168,7 +202,11 @@ def _oof(traces, features, kind, min_step, steps, max_false_stop, seed):
         "false_stop_rate": float(alarmed[~labels].mean()),
         "members": int(len(traces)),
     }
-    return summary, scores
+    if cadences != (1,):
+        summary["cadences"] = list(cadences)
+        summary["false_stop_rate_by_cadence"] = {str(c): float((m[~labels] >= threshold).mean())
+                                                 for c, m in max_score.items()}
+    return summary, scores[cadences[0]]
 
 
 def _check_models(traces: list[Trace], features: tuple[str, ...]) -> None:
@@ -212,13 +250,15 @@ def parse_features(features: str, hypers: bool = False) -> tuple[str, ...]:
 
 
 def fit_traces(traces: list[Trace], features: tuple[str, ...], *, what: str, steps: int | None = None,
-               model: str = "logreg", min_step: int = 20, max_false_stop: float = 0.05, seed: int = 0) -> Fitted:
+               model: str = "logreg", min_step: int = 20, max_false_stop: float = 0.05, seed: int = 0,
+               cadences=(1,)) -> Fitted:
     """Fit on these finished members (nothing is read from or written to a database).
 
     `what` names the members in refusals (e.g. "studies a, b"). Refused (FitError): a study lacking a
     feature's signal, hyperparameter features mixing quantities, a single value of lr or plasticity
     under --hypers, fewer than MIN_PER_CLASS usable members of either outcome."""
     check_settings(model, steps, min_step, max_false_stop)
+    cadences = check_cadences(cadences)
     _check_models(traces, features)
     if "log_plasticity" in features:
         for axis in ("lr", "plasticity"):
@@ -228,8 +268,8 @@ def fit_traces(traces: list[Trace], features: tuple[str, ...], *, what: str, ste
     _, _, _, used = examples(traces, features, min_step, steps)
     usable = [t for t, u in zip(traces, used) if u]
     _check_classes(usable, what)
-    X, y, g, _ = examples(usable, features, min_step, steps)
-    oof, scores = _oof(usable, features, model, min_step, steps, max_false_stop, seed)
+    X, y, g, _ = examples(usable, features, min_step, steps, cadences)
+    oof, scores = _oof(usable, features, model, min_step, steps, max_false_stop, seed, cadences)
     payload = {
         "format": 1,
         "features": list(features),
@@ -241,6 +281,7 @@ def fit_traces(traces: list[Trace], features: tuple[str, ...], *, what: str, ste
         "min_step": min_step,
         "threshold": oof["threshold"],
         "max_false_stop": max_false_stop,
+        "cadences": list(cadences),
         "seed": seed,
         "train_studies": list(dict.fromkeys(t.study for t in traces)),
         "report": {
@@ -259,7 +300,8 @@ def fit_traces(traces: list[Trace], features: tuple[str, ...], *, what: str, ste
 
 def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None, model: str = "logreg",
                   min_step: int = 20, hypers: bool = False, features: str = DEFAULT_FEATURES,
-                  max_false_stop: float = 0.05, seed: int = 0, replace: bool = False) -> dict[str, Any]:
+                  max_false_stop: float = 0.05, seed: int = 0, replace: bool = False,
+                  cadences=(1,)) -> dict[str, Any]:
     """Fit, choose the threshold, store in sw_predictors; return the stored row's id and payload.
 
     `features`: comma-separated feature sets (`features.FEATURE_SETS`); `hypers` adds "hypers"."""
@@ -272,6 +314,7 @@ def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None
     if name in BUILTIN or not name or name.isdigit():
         raise FitError("--name", f"{name!r} is taken by a built-in predictor or reads as an id; choose another")
     check_settings(model, steps, min_step, max_false_stop)
+    cadences = check_cadences(cadences)
     with db.read_session() as s:
         exists = s.scalars(sa.select(Row.id).where(Row.name == name)).first()
     if exists is not None and not replace:
@@ -280,7 +323,7 @@ def fit_predictor(db, studies: list[str], *, name: str, steps: int | None = None
     names = parse_features(features, hypers)
     traces = [t for study in studies for t in load_traces(db, study)]
     fitted = fit_traces(traces, names, what=f"studies {', '.join(studies)}", steps=steps, model=model,
-                        min_step=min_step, max_false_stop=max_false_stop, seed=seed)
+                        min_step=min_step, max_false_stop=max_false_stop, seed=seed, cadences=cadences)
     payload = {**fitted.predictor.payload, "train_studies": list(studies),
                "train_member_ids": [t.member_id for t in fitted.traces]}
     with db.read_session() as s:

@@ -22,7 +22,7 @@ such an estimate can be off by up to about `metrics_every` batches either way.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sqlalchemy as sa
@@ -147,6 +147,29 @@ def load_traces(db, study_name: str) -> list[Trace]:
             t.explode_onset = (onset_from_rows(v.step, v["loss"], v["max_logit"], t.explode_step, threshold)
                                if len(v) else t.explode_step)
     return list(traces.values())
+
+
+def thinned(trace: Trace, factor: int) -> Trace:
+    """The member as a study recording full metrics `factor` times less often would have stored it: every
+    `factor`-th of its full-metric rows from the first (batch 0, then every factor x metrics_every), the
+    budget's last batch when it has it, and the explosion batch (as a loss-only row where it is not one
+    of those). `factor` 1 gives the trace itself."""
+    if factor < 1:
+        raise ValueError(f"factor {factor}: expected an integer >= 1")
+    if factor == 1:
+        return trace
+    v = trace.history.view()
+    full_rows = np.flatnonzero(v.full)
+    keep = set(full_rows[::factor].tolist())
+    history = History(v.member, v.hyper, v.chance_loss)
+    for r, step in enumerate(v.step):
+        step = int(step)
+        full = bool(v.full[r]) and (r in keep or step == trace.budget - 1)
+        if not full and not (v.exploded[r] or step == trace.explode_step):
+            continue
+        names = ROLES if full else EVERY_STEP_ROLES
+        history.append(step, full, bool(v.exploded[r]), {k: float(v.metrics[k][r]) for k in names})
+    return replace(trace, history=history)
 
 
 def replay_batches(traces: list[Trace]):

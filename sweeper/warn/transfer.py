@@ -55,7 +55,7 @@ from .evaluate import (
     summarize,
 )
 from .features import DEFAULT_FEATURES, safe_log10
-from .fit import Fitted, check_settings, fit_traces, parse_features
+from .fit import Fitted, check_cadences, check_settings, fit_traces, parse_features
 from .predictors import LearnedPredictor, RatioRule
 from .traces import Trace
 
@@ -145,10 +145,13 @@ class TransferSettings:
     """The fitted threshold: at most this fraction of the fitted study's stable members alarmed out of fold."""
     late_onset: int = LATE_ONSET
     seed: int = 0
+    cadences: tuple[int, ...] = (1,)
+    """The fit also learns from its members recorded this many times less often (`fit.py`'s Cadences)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"features": self.features, "steps": self.steps, "model": self.model, "min_step": self.min_step,
-                "max_false_stop": self.max_false_stop, "late_onset": self.late_onset, "seed": self.seed}
+                "max_false_stop": self.max_false_stop, "late_onset": self.late_onset, "seed": self.seed,
+                "cadences": list(self.cadences)}
 
 
 @dataclass
@@ -191,6 +194,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
     if unknown:
         raise TransferError("--fit", f"{', '.join(unknown)} is not among the studies given ({', '.join(by_name)})")
     check_settings(settings.model, settings.steps, settings.min_step, settings.max_false_stop)
+    check_cadences(settings.cadences)
     if settings.late_onset < 0:
         raise TransferError("--late-onset", f"got {settings.late_onset}; expected a batch >= 0")
     features = parse_features(settings.features)
@@ -213,7 +217,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
         source = by_name[name]
         fitted = fit_traces(source.traces, features, what=f"study {name}", steps=settings.steps,
                             model=settings.model, min_step=min_step, max_false_stop=settings.max_false_stop,
-                            seed=settings.seed)
+                            seed=settings.seed, cadences=settings.cadences)
         fits.append(_fit_block(source, fitted))
         for target in targets.values():
             learned = _learned_outcomes(fitted, source, target.study, min_step, at_step)

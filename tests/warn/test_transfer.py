@@ -474,3 +474,56 @@ def test_cli_prints_the_matrix_and_refuses_by_field(three_studies, matrix, capsy
 
 def test_every_metric_the_synthetic_runs_record_is_an_engine_metric():
     assert set(Run().signals(0, np.random.default_rng(0))) == set(METRIC_NAMES)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cadences: a member as a sparser recording would have stored it
+
+
+def _trace(run: Run, k: int = 0):
+    from sweeper.warn.traces import Trace
+
+    return Trace(k, "s", Outcome(run.outcome), run.explode_step, run.onset, False, run.budget, run.budget, 50,
+                 {"lr": 1e-2, "plasticity": 1e3}, run.history(), ModelSignals("ephemeral", chance_loss=run.chance))
+
+
+@pytest.mark.parametrize("explode_step", [None, 127, 125])
+def test_a_trace_thinned_by_two_is_the_run_recorded_twice_as_sparsely(explode_step):
+    """127: the explosion row between two full ones (loss-only either way); 125: a full row of every 5th
+    batch that every 10th batch does not keep, so the thinned trace keeps it as the loss-only row a study
+    recording every 10th batch stores."""
+    from sweeper.warn.traces import thinned
+
+    outcome = "stable" if explode_step is None else "exploded"
+    five = replace(EXPLODING, noise=0.0, outcome=outcome, explode_step=explode_step,
+                   onset=None if explode_step is None else 120)
+    ten = replace(five, every=10)
+    got, want = thinned(_trace(five), 2).history.view(), _trace(ten).history.view()
+    assert got.step.tolist() == want.step.tolist()
+    assert got.full.tolist() == want.full.tolist() and got.exploded.tolist() == want.exploded.tolist()
+    full = want.full
+    for name in ("loss", "grad_eph", "grad_slow", "w_eph", "max_logit"):
+        assert np.allclose(got[name][full], want[name][full])
+    if explode_step is not None:
+        assert got.step[-1] == explode_step and not got.full[-1] and got.exploded[-1]
+        assert math.isnan(got["grad_slow"][-1])  # a loss-only row
+    assert thinned(_trace(five), 1) is not None and len(thinned(_trace(five), 1).history) == len(_trace(five).history)
+
+
+def test_a_fit_over_cadences_learns_from_each_and_keeps_the_false_stop_budget_at_each():
+    from sweeper.warn.fit import FitError, fit_traces
+
+    runs = announced(10, 0)
+    traces = [_trace(r, k) for k, r in enumerate(runs)]
+    one = fit_traces(traces, PORTABLE_FEATURES, what="t", min_step=10)
+    three = fit_traces(traces, PORTABLE_FEATURES, what="t", min_step=10, cadences=(1, 2, 4))
+    r1, r3 = one.predictor.payload["report"], three.predictor.payload["report"]
+    assert r3["examples"] == 3 * r1["examples"]  # every member gives as many points at each cadence
+    oof = r3["out_of_fold"]
+    assert oof["cadences"] == [1, 2, 4] and set(oof["false_stop_rate_by_cadence"]) == {"1", "2", "4"}
+    assert all(v <= 0.05 for v in oof["false_stop_rate_by_cadence"].values())
+    assert three.predictor.payload["cadences"] == [1, 2, 4] and one.predictor.payload["cadences"] == [1]
+    assert "cadences" not in r1["out_of_fold"]
+    for bad in (["0"], ["x"], [], ["1", "200"]):
+        with pytest.raises(FitError, match="--cadences"):
+            fit_traces(traces, PORTABLE_FEATURES, what="t", min_step=10, cadences=bad)
