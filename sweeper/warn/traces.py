@@ -108,7 +108,10 @@ def study_model(db, study_name: str) -> ModelSignals:
 
 
 def load_traces(db, study_name: str) -> list[Trace]:
-    """The finished (stable or exploded) members of a study, in member-id order, with their rows by role."""
+    """The finished (stable or exploded) members of a study with their rows by role, in the order of their
+    configuration and seed (`config_index`, `seed`; then member id). Not in member-id order: ids follow the
+    order in which packs happened to finish, and a fit's cross-validation folds follow the members' order,
+    so the same study must give the same order whichever run of it is read."""
     with db.read_session() as s:
         study = s.get(Study, _study_id(s, db, study_name))  # StudyNotFound names the known ones
         budget, grace = _train_setting(study, "batches"), _train_setting(study, "explode_grace")
@@ -117,7 +120,7 @@ def load_traces(db, study_name: str) -> list[Trace]:
                                                                         TrainConfig.explode_threshold))
         members = s.scalars(sa.select(Member).where(
             Member.study_id == study.id, Member.outcome.in_([Outcome.STABLE, Outcome.EXPLODED])
-        ).order_by(Member.id)).all()
+        ).order_by(Member.config_index, Member.seed, Member.id)).all()
         model = _model(study, members[0].model_kind if members else None)
         family = model.kind in ("fastweights", "fwp")
         traces = {}

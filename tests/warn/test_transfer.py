@@ -527,3 +527,16 @@ def test_a_fit_over_cadences_learns_from_each_and_keeps_the_false_stop_budget_at
     for bad in (["0"], ["x"], [], ["1", "200"]):
         with pytest.raises(FitError, match="--cadences"):
             fit_traces(traces, PORTABLE_FEATURES, what="t", min_step=10, cadences=bad)
+
+
+@SQLITE_ONLY
+def test_a_fit_does_not_depend_on_the_order_its_members_were_written_in(db):
+    """Member ids follow the order packs happened to finish; the folds of a fit must not."""
+    from sweeper.warn.fit import fit_traces
+
+    runs = announced(8, 0)
+    insert(db, "forward", runs)
+    insert(db, "backward", runs[::-1])
+    fits = [fit_traces(load_traces(db, n), PORTABLE_FEATURES, what=n, min_step=10) for n in ("forward", "backward")]
+    assert fits[0].oof == fits[1].oof
+    assert fits[0].oof_scores == fits[1].oof_scores
