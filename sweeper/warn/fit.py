@@ -34,7 +34,7 @@ member as a study recording full metrics 2 and 4 times less often would have sto
 `metrics_every`) are in its examples; each cadence gives every member the same EXAMPLES_PER_MEMBER
 points. The out-of-fold replays run at every cadence and the threshold is the highest of the
 cadences' own thresholds, so each keeps at most `max_false_stop` false stops; the out-of-fold
-summary is the first cadence's at that threshold, with each cadence's false stops beside it.
+summary is the rows' as recorded at that threshold, with each cadence's false stops beside it.
 """
 
 from __future__ import annotations
@@ -94,14 +94,15 @@ def _model(kind: str, groups: np.ndarray, X: np.ndarray, y: np.ndarray, seed: in
 
 
 def check_cadences(cadences) -> tuple[int, ...]:
-    """The cadences as distinct integers >= 1 in the order given (FitError naming --cadences)."""
+    """The cadences as distinct integers in the order given, the first 1 (the rows as recorded, which the
+    out-of-fold summary and scores are of); FitError naming --cadences."""
     try:
         out = tuple(dict.fromkeys(int(c) for c in cadences))
     except (TypeError, ValueError):
         out = ()
-    if not out or any(c < 1 or c > 100 for c in out):
-        raise FitError("--cadences", f"got {cadences!r}; expected integers from 1 to 100 (each a factor of the "
-                                     "study's metrics_every), e.g. 1,2,4")
+    if not out or out[0] != 1 or any(c < 1 or c > 100 for c in out):
+        raise FitError("--cadences", f"got {cadences!r}; expected integers from 1 to 100, the first 1 (the rows "
+                                     "as recorded; k: every k-th of them), e.g. 1,2,4")
     return out
 
 

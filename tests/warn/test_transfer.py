@@ -524,7 +524,7 @@ def test_a_fit_over_cadences_learns_from_each_and_keeps_the_false_stop_budget_at
     assert all(v <= 0.05 for v in oof["false_stop_rate_by_cadence"].values())
     assert three.predictor.payload["cadences"] == [1, 2, 4] and one.predictor.payload["cadences"] == [1]
     assert "cadences" not in r1["out_of_fold"]
-    for bad in (["0"], ["x"], [], ["1", "200"]):
+    for bad in (["0"], ["x"], [], ["1", "200"], ["2", "4"]):
         with pytest.raises(FitError, match="--cadences"):
             fit_traces(traces, PORTABLE_FEATURES, what="t", min_step=10, cadences=bad)
 
