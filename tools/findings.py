@@ -153,8 +153,6 @@ SECTIONS: tuple[Section, ...] = (
                                                "--steps", "100", "--all-pairs")),
                 Step("transfer_cadences", _sw("warn", "transfer", "warn_keyrecall_fit_cpu", *TRANSFER_NAMES,
                                               "--steps", "100", "--cadences", "1,2,4")),
-                Step("transfer_cadences_all_pairs", _sw("warn", "transfer", "warn_keyrecall_fit_cpu", *TRANSFER_NAMES,
-                                                        "--steps", "100", "--cadences", "1,2,4", "--all-pairs")),
                 Step("transfer_figures", ("tools.transfer_figures", "--storage", "{storage}", "--out", "docs/img")),
             )),
     Section("warn_families", "findings.md: Early warning on the fast-weight families", 8.0,
