@@ -141,7 +141,7 @@ SECTIONS: tuple[Section, ...] = (
                 Step("warn_eval_whole", _sw("warn", "eval", "warn_keyrecall_cpu", "--predictor", "keyrecall_lr")),
                 Step("warn_eval_ratio_rule", _sw("warn", "eval", "warn_keyrecall_cpu")),
             )),
-    Section("warn_transfer", "findings.md: Early warning on runs from elsewhere", 14.0,
+    Section("warn_transfer", "findings.md: Early warning on runs from elsewhere", 35.0,
             ("studies/warn_keyrecall_fit_cpu.toml", *TRANSFER), (
                 Step("transfer_from_keyrecall", _sw("warn", "transfer", "warn_keyrecall_fit_cpu", *TRANSFER_NAMES,
                                                     "--steps", "100")),
@@ -155,7 +155,7 @@ SECTIONS: tuple[Section, ...] = (
                                               "--steps", "100", "--cadences", "1,2,4")),
                 Step("transfer_figures", ("tools.transfer_figures", "--storage", "{storage}", "--out", "docs/img")),
             )),
-    Section("warn_families", "findings.md: Early warning on the fast-weight families", 8.0,
+    Section("warn_families", "findings.md: Early warning on the fast-weight families", 4.0,
             ("studies/warn_fastweights_cpu.toml", "studies/warn_deltanet_cpu.toml"), (
                 Step("bound_on_deltanet", _sw("warn", "eval", "warn_deltanet_cpu", "--predictor", "transition_bound")),
                 Step("ratio_rule_on_deltanet", _sw("warn", "eval", "warn_deltanet_cpu", "--predictor", "ratio_rule")),
