@@ -30,7 +30,7 @@ CADENCES_HELP = ("also learn from each member as if recorded every k-th full-met
 
 
 def _cadences(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(","))  # checked, with the flag's name, by warn.fit
+    return tuple(x.strip() for x in text.split(","))  # checked, with the flag's name, by warn.fit and warn.transfer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -165,7 +165,6 @@ def _figures_table(name: str, res: dict, format_table) -> str:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from sweeper.cli.db import format_table, to_json
-    from sweeper.warn.fit import check_cadences
     from sweeper.warn.transfer import TransferSettings, check_request, load_study, transfer_matrix
 
     fit_on = check_request(args.studies, args.fit, args.all_pairs)
@@ -174,7 +173,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         studies = [load_study(db, n) for n in names]
     settings = TransferSettings(features=args.features, steps=args.steps, model=args.model, min_step=args.min_step,
                                 max_false_stop=args.max_false_stop, late_onset=args.late_onset, seed=args.seed,
-                                cadences=check_cadences(args.cadences))
+                                cadences=args.cadences)
     report = transfer_matrix(studies, fit_on, settings)
     if args.json:
         print(to_json(report))

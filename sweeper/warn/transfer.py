@@ -35,7 +35,7 @@ one study from the database.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -194,7 +194,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
     if unknown:
         raise TransferError("--fit", f"{', '.join(unknown)} is not among the studies given ({', '.join(by_name)})")
     check_settings(settings.model, settings.steps, settings.min_step, settings.max_false_stop)
-    check_cadences(settings.cadences)
+    settings = replace(settings, cadences=check_cadences(settings.cadences))  # as integers, in the report too
     if settings.late_onset < 0:
         raise TransferError("--late-onset", f"got {settings.late_onset}; expected a batch >= 0")
     features = parse_features(settings.features)
