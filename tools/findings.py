@@ -118,6 +118,11 @@ SECTIONS: tuple[Section, ...] = (
                                         "--json", "{json}")),
                 Step("frontier_seeds_warn", ("tools.frontier_seeds", "--seeds", "0-4", "--early-warning",
                                              "--storage", "{storage}", "--json", "{json}")),
+                Step("frontier_seeds_ranges", ("tools.frontier_seeds", "--seeds", "0-4", "--study",
+                                               "studies/fig7_reversal3_frontier_ranges_cpu.toml",
+                                               "--storage", "{storage}", "--json", "{json}")),
+                Step("frontier_replay", ("tools.frontier_seeds", "--replay", "0-49", "--storage", "{storage}",
+                                         "--json", "{json}")),
             )),
     Section("optuna_filtered", "findings.md: Mapping the boundary with fewer trials (Optuna with the boundary as a "
             "constraint)", 1.5, (GRID,), (

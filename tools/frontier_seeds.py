@@ -86,6 +86,9 @@ class SeedResult:
     """The study's own fit on all its members."""
     submit_s: float | None
     """Wall time of this run's submit (None: the study was in the database already)."""
+    same_as_grid: int = 0
+    """Members with a member of the grid at the same hyperparameters and seed that ended the same way
+    (outcome and batches trained): the grid's own members, trained again."""
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -152,7 +155,29 @@ def measure(db, grid: str, study: str, seed: int, grid_spend: Spend, submit_s: f
                       stays_fraction=r["fraction_of_reference"], predicts_from=r["predicts_from"],
                       errors_on_grid=r["study_errors_on_reference"], grid_errors=r["reference_errors"], spend=own,
                       member_batches_ratio=own.member_batches / grid_spend.member_batches,
-                      slope=r["study"]["slope"], intercept=r["study"]["intercept"], submit_s=submit_s)
+                      slope=r["study"]["slope"], intercept=r["study"]["intercept"], submit_s=submit_s,
+                      same_as_grid=same_as(db, grid, study))
+
+
+TWIN_COLUMNS = ("model_kind", "lr", "plasticity", "ratio", "gamma", "clip", "eta", "beta_scale", "lam", "seed")
+
+
+def same_as(db, reference: str, study: str) -> int:
+    """How many of `study`'s members have a member of `reference` at the same hyperparameters and seed
+    with the same outcome and batches trained."""
+    import sqlalchemy as sa
+
+    from sweeper.db import Member
+    from sweeper.db.queries import study_id
+
+    cols = [getattr(Member, c) for c in TWIN_COLUMNS]
+    with db.read_session() as s:
+        def rows(name):
+            sid = study_id(s, db, name)
+            return s.execute(sa.select(*cols, Member.outcome, Member.steps_done).where(Member.study_id == sid)).all()
+
+        ref = {tuple(r[:-2]): tuple(r[-2:]) for r in rows(reference)}
+        return sum(1 for r in rows(study) if ref.get(tuple(r[:-2])) == tuple(r[-2:]))
 
 
 def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str = GRID, num_cpus: int | None = None,
@@ -185,6 +210,140 @@ def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str =
     return {"grid": {"study": grid.name, **asdict(grid_spend), "errors": _grid_errors(results)},
             "study_file": str(study_path),
             "targets": dict(TARGETS), "seeds": [asdict(r) for r in results], "straightness": shape}
+
+
+REPLAY_PENDING = (0, 1, 2)
+"""Packs still running when each proposal is made, replayed: 0 (packs one after another), 1 (two at once,
+as on this 2-CPU machine), 2 (three at once)."""
+
+
+def replay(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str = GRID,
+           num_cpus: int | None = None, pending: Sequence[int] = REPLAY_PENDING, out=sys.stderr) -> dict[str, Any]:
+    """The frontier study's proposer for every seed of `seeds`, run against the grid's members instead
+    of training (the grid is submitted unless COMPLETE): a frontier over the grid's configurations with
+    the grid's seeds and settings trains exactly the grid's members (`same_as_grid` checks it on real
+    runs), so its refits are the grid's members in the proposer's order. Each seed is replayed with
+    `pending` packs still running at every proposal; the refits are judged as `compare_studies` judges
+    a trained study."""
+    from sweeper.analysis.compare import fit_reference, refit_curve
+    from sweeper.db import open_db
+    from sweeper.study import load_study
+    from sweeper.sweep.driver import submit
+    from sweeper.sweep.frontier import lattice
+
+    grid = load_study(grid_path)
+    specs = [seed_study(study_path, k) for k in seeds]
+    cells = _replayable(specs[0], grid, study_path)
+    db = open_db(_migrated(storage))
+    try:
+        if not study_complete(db, grid.name):
+            print(f"frontier_seeds: submitting {grid.name}", file=out)
+            submit(grid_path, storage=storage, num_cpus=num_cpus, progress=False)
+        ref_members, ref = fit_reference(db, grid.name)
+    finally:
+        db.dispose()
+    at_cell = _grid_cells(specs[0], cells, ref_members, grid)
+    configs = int(np.unique(ref_members.config_index).size)
+    rows = []
+    for p in pending:
+        for spec in specs:
+            order = replay_order(spec, lattice(spec), at_cell, ref_members, p)
+            r = refit_curve(_in_order(ref_members, at_cell, order), ref, ref_members)
+            rows.append({"pending": p, "seed": spec.search.seed, "order": order, "first_inside": r["first_inside"],
+                         "stays_inside_from": r["stays_inside_from"], "predicts_from": r["predicts_from"]})
+    return {"grid": {"study": grid.name, "configs": configs}, "study_file": str(study_path),
+            "targets": dict(TARGETS), "replay": rows}
+
+
+def _replayable(spec, grid, study_path) -> np.ndarray:
+    """The lattice of `spec`, refusing (naming --replay) a study whose members would not be the grid's."""
+    from sweeper.errors import SweeperError
+    from sweeper.sweep.frontier import lattice
+
+    cells = lattice(spec)
+    why = None
+    if spec.search.kind != "frontier" or cells is None:
+        why = "a frontier over a grid's configurations (num or values on every axis of [space])"
+    elif spec.early_warning.enabled:
+        why = "the early warning off (it stops members the grid trained to the end)"
+    elif tuple(spec.execution.seeds) != tuple(grid.execution.seeds):
+        why = f"the grid's seeds ({list(grid.execution.seeds)}), not {list(spec.execution.seeds)}"
+    else:
+        a, b = spec.to_dict(), grid.to_dict()
+        differ = [k for k in ("task", "model", "train", "fixed") if a[k] != b[k]]
+        if differ:
+            why = f"the grid's {', '.join('[' + k + ']' for k in differ)}"
+    if why:
+        raise SweeperError(f"--replay: {study_path} must be {why} to be replayed on {grid.name}'s members")
+    return cells
+
+
+def _grid_cells(spec, cells: np.ndarray, members, grid) -> list[np.ndarray]:
+    """For each row of `cells`, the mask of the grid's `members` at that configuration (all its seeds)."""
+    from sweeper.errors import SweeperError
+    from sweeper.sweep.frontier import _to_point
+
+    masks = []
+    for point in _to_point(spec, cells):
+        mask = np.ones(members.stable.size, dtype=bool)
+        for axis, value in point.items():
+            mask &= np.isclose(members.hypers[axis], value, rtol=1e-9, atol=0.0)
+        if mask.sum() != len(spec.execution.seeds):
+            shown = ", ".join(f"{a}={v:g}" for a, v in point.items())
+            raise SweeperError(f"--replay: {grid.name} has {int(mask.sum())} finished members at {shown}, not one "
+                               f"per seed ({len(spec.execution.seeds)}); is the frontier's grid the grid's?")
+        masks.append(mask)
+    return masks
+
+
+def replay_order(spec, cells: np.ndarray, at_cell: Sequence[np.ndarray], members, pending: int) -> list[int]:
+    """The rows of `cells` the proposer gives its packs, in order, when each pack's outcomes are the
+    grid's members there and `pending` packs are still running at every proposal."""
+    from sweeper.sweep.frontier import next_cells
+
+    order: list[int] = []
+    packs: list[list[int]] = []
+    while len(order) < spec.search.configs:
+        k = min(spec.configs_per_trial, spec.search.configs - len(order))
+        done = [c for pack in packs[:max(0, len(packs) - pending)] for c in pack]
+        finished = None
+        if done:
+            finished = members.subset(np.logical_or.reduce([at_cell[c] for c in done]))
+        chosen = next_cells(spec, cells, order, finished, k, np.random.default_rng([spec.search.seed, len(packs)]))
+        if not chosen:
+            break
+        packs.append(chosen)
+        order += chosen
+    return order
+
+
+def _in_order(members, at_cell: Sequence[np.ndarray], order: Sequence[int]):
+    """The grid's members at the configurations of `order`, their config_index the position in it."""
+    from dataclasses import replace
+
+    index = np.full(members.stable.size, -1)
+    for position, c in enumerate(order):
+        index[at_cell[c]] = position
+    keep = index >= 0
+    return replace(members.subset(keep), config_index=index[keep])
+
+
+def format_replay(report: dict[str, Any]) -> str:
+    g, rows = report["grid"], report["replay"]
+    a_max = TARGETS["stays_inside_fraction"] * g["configs"]
+    lines = [f"replayed on the members of {g['study']} ({g['configs']} configurations): {report['study_file']}", "",
+             "| packs still running at each proposal | seeds | stays inside from <= " f"{a_max:g} | median | worst | "
+             f"errs on no more than the grid's line from <= {a_max:g} |", "|---|---|---|---|---|---|"]
+    for p in sorted({r["pending"] for r in rows}):
+        sel = [r for r in rows if r["pending"] == p]
+        stays = [r["stays_inside_from"] for r in sel]
+        ok = sum(1 for v in stays if v is not None and v <= a_max)
+        pred = sum(1 for r in sel if r["predicts_from"] is not None and r["predicts_from"] <= a_max)
+        finite = sorted(v for v in stays if v is not None)
+        median = "-" if not finite else f"{np.median(finite):g}"
+        worst = "never" if None in stays else str(max(stays))
+        lines.append(f"| {p} | {len(sel)} | {ok} of {len(sel)} | {median} | {worst} | {pred} of {len(sel)} |")
+    return "\n".join(lines)
 
 
 def _grid_errors(results: Sequence[SeedResult]) -> int | None:
@@ -250,8 +409,8 @@ def format_report(report: dict[str, Any]) -> str:
              f"frontier: {report['study_file']}", "",
              "| seed | study | first inside | stays inside from | errs on the grid's members (final) | "
              "errs on no more than the grid's line from | configurations | members (stable / exploded / "
-             "stopped early) | member-batches | of the grid's | slope | intercept |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "stopped early) | the grid's own members | member-batches | of the grid's | slope | intercept |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["seeds"]:
         s, o = r["spend"], r["spend"]["outcomes"]
         stays = "never" if r["stays_inside_from"] is None else (
@@ -260,7 +419,8 @@ def format_report(report: dict[str, Any]) -> str:
             f"| {r['seed']} | {r['study']} | {r['first_inside'] or 'never'} | {stays} | {r['errors_on_grid']} | "
             f"{r['predicts_from'] or 'never'} | {s['configs']} | "
             f"{s['members']} ({o.get('stable', 0)} / {o.get('exploded', 0)} / {o.get('stopped_early', 0)}) | "
-            f"{s['member_batches']} | {r['member_batches_ratio']:.3f} | {_num(r['slope'])} | {_num(r['intercept'])} |")
+            f"{r.get('same_as_grid', 0)} | {s['member_batches']} | {r['member_batches_ratio']:.3f} | "
+            f"{_num(r['slope'])} | {_num(r['intercept'])} |")
     rows = report["seeds"]
     a_ok = sum(1 for r in rows if r["stays_inside_from"] is not None and r["stays_inside_from"] <= a_max)
     b_ok = sum(1 for r in rows if r["member_batches_ratio"] <= TARGETS["member_batches_ratio"])
@@ -299,6 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grid", default=GRID, help=f"the reference grid study file (default {GRID})")
     parser.add_argument("--num-cpus", default=None, help="CPUs of the private local Ray (default: all)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    parser.add_argument("--replay", type=parse_seeds, default=None, metavar="SEEDS",
+                        help="replay the proposer for these seeds (e.g. 0-49) on the grid's members, with 0, 1 and 2 "
+                             "packs running at each proposal, instead of training the seeds' studies")
     args = parser.parse_args(argv)
     if args.study and args.early_warning:
         parser.error("--study and --early-warning name the frontier study both; give one")
@@ -310,12 +473,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     private_ray_env()  # a private Ray on loopback only; before anything imports ray
     study_path = args.study or (FRONTIER_WARN if args.early_warning else FRONTIER)
     try:
-        report = run(args.storage or default_url(), args.seeds, study_path=study_path, grid_path=args.grid,
-                     num_cpus=args.num_cpus)
+        if args.replay is not None:
+            report = replay(args.storage or default_url(), args.replay, study_path=study_path, grid_path=args.grid,
+                            num_cpus=args.num_cpus)
+        else:
+            report = run(args.storage or default_url(), args.seeds, study_path=study_path, grid_path=args.grid,
+                         num_cpus=args.num_cpus)
     except SweeperError as e:
         print(f"frontier_seeds: error: {e}", file=sys.stderr)
         return 2
-    print(format_report(report))
+    print(format_replay(report) if args.replay is not None else format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     return 0

@@ -36,23 +36,59 @@ TARGET_FRACTION = 1 / 3
 
 def compare_studies(db, reference: str, study: str, *, model: str = "logistic", bootstrap: int = 200,
                     folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    ref_members, ref = fit_reference(db, reference, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
+    b = ref["boundary"]
+    members = load_members(db, study)
+    order = np.unique(members.config_index)
+    if order.size == 0 or order[0] < 0:
+        raise BoundaryError(f"study {study!r} has no members with a configuration index")
+    refits = refit_curve(members, ref, ref_members, model=model, seed=seed)
+    stays = refits["stays_inside_from"]
+    ref_configs = int(np.unique(ref_members.config_index).size)
+    final = fit_members(members, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
+    return {
+        "reference": {"study": reference, "configs": ref_configs, "members": ref["members"]["fitted"],
+                      "slope": b["slope"], "slope_ci95": b["slope_ci95"], "intercept": b["intercept"],
+                      "intercept_ci95": b["intercept_ci95"], "cv": ref["cv"], "errors": refits["reference_errors"]},
+        "study": {"study": study, "configs": int(order.size), "members": final["members"]["fitted"],
+                  "slope": final["boundary"]["slope"], "slope_ci95": final["boundary"]["slope_ci95"],
+                  "intercept": final["boundary"]["intercept"], "intercept_ci95": final["boundary"]["intercept_ci95"],
+                  "cv": final["cv"]},
+        "model": model,
+        **refits,
+        "fraction_of_reference": None if stays is None else stays / ref_configs,
+        "first_inside_fraction": None if refits["first_inside"] is None else refits["first_inside"] / ref_configs,
+        "target_fraction": TARGET_FRACTION,
+        "target_met": stays is not None and stays <= TARGET_FRACTION * ref_configs,
+        "study_errors_on_reference": errors_on(final, ref_members),
+    }
+
+
+def fit_reference(db, reference: str, *, model: str = "logistic", bootstrap: int = 200, folds: int = 5,
+                  seed: int = 0) -> tuple[Members, dict[str, Any]]:
+    """The reference study's members and its fit, which must have a line with bootstrap intervals."""
     ref_members = load_members(db, reference)
     ref = fit_members(ref_members, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
     b = ref["boundary"]
     if b["slope"] is None or b["slope_ci95"] is None or b["intercept_ci95"] is None:
         raise BoundaryError(f"reference study {reference!r} has no boundary line with intervals to compare with "
                             f"({ref['product_hypothesis']['statement']})")
-    members = load_members(db, study)
-    order = np.unique(members.config_index)
-    if order.size == 0 or order[0] < 0:
-        raise BoundaryError(f"study {study!r} has no members with a configuration index")
+    return ref_members, ref
+
+
+def refit_curve(members: Members, ref: dict[str, Any], ref_members: Members, *, model: str = "logistic",
+                seed: int = 0) -> dict[str, Any]:
+    """`members` refitted on their first n configurations (in config_index order), n = 1, 2, ..., each
+    refit judged against the reference fit `ref` (its intervals) and on the reference's members: the
+    curve, `first_inside`, `stays_inside_from`, `predicts_from` and `reference_errors`."""
+    b = ref["boundary"]
     (s_lo, s_hi), (i_lo, i_hi) = b["slope_ci95"], b["intercept_ci95"]
     ref_errors = errors_on(ref, ref_members)
     curve = []
-    for n in range(1, order.size + 1):
-        keep = members.config_index <= order[n - 1]
-        row: dict[str, Any] = {"configs": n, "members": int(keep.sum()), "slope": None, "intercept": None,
-                               "inside": False, "errors_on_reference": None}
+    for last in np.unique(members.config_index):
+        keep = members.config_index <= last
+        row: dict[str, Any] = {"configs": len(curve) + 1, "members": int(keep.sum()), "slope": None,
+                               "intercept": None, "inside": False, "errors_on_reference": None}
         try:
             payload = fit_members(members.subset(keep), model=model, bootstrap=0, cv=False, seed=seed)
         except BoundaryError as e:
@@ -65,32 +101,12 @@ def compare_studies(db, reference: str, study: str, *, model: str = "logistic", 
         row["inside"] = (fit["slope"] is not None and s_lo <= fit["slope"] <= s_hi
                          and i_lo <= fit["intercept"] <= i_hi)
         curve.append(row)
-    first = next((r["configs"] for r in curve if r["inside"]), None)
-    stays = _stays_from(curve, [r["inside"] for r in curve])
     as_well = [r["errors_on_reference"] is not None and r["errors_on_reference"] <= ref_errors for r in curve]
-    predicts = _stays_from(curve, as_well)
-    ref_configs = int(np.unique(ref_members.config_index).size)
-    final = fit_members(members, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
-    return {
-        "reference": {"study": reference, "configs": ref_configs, "members": ref["members"]["fitted"],
-                      "slope": b["slope"], "slope_ci95": b["slope_ci95"], "intercept": b["intercept"],
-                      "intercept_ci95": b["intercept_ci95"], "cv": ref["cv"], "errors": ref_errors},
-        "study": {"study": study, "configs": int(order.size), "members": final["members"]["fitted"],
-                  "slope": final["boundary"]["slope"], "slope_ci95": final["boundary"]["slope_ci95"],
-                  "intercept": final["boundary"]["intercept"], "intercept_ci95": final["boundary"]["intercept_ci95"],
-                  "cv": final["cv"]},
-        "model": model,
-        "curve": curve,
-        "first_inside": first,
-        "stays_inside_from": stays,
-        "fraction_of_reference": None if stays is None else stays / ref_configs,
-        "first_inside_fraction": None if first is None else first / ref_configs,
-        "target_fraction": TARGET_FRACTION,
-        "target_met": stays is not None and stays <= TARGET_FRACTION * ref_configs,
-        "reference_errors": ref_errors,
-        "predicts_from": predicts,
-        "study_errors_on_reference": errors_on(final, ref_members),
-    }
+    return {"curve": curve,
+            "first_inside": next((r["configs"] for r in curve if r["inside"]), None),
+            "stays_inside_from": _stays_from(curve, [r["inside"] for r in curve]),
+            "predicts_from": _stays_from(curve, as_well),
+            "reference_errors": ref_errors}
 
 
 def errors_on(payload: dict[str, Any], members: Members) -> int:

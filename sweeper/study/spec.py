@@ -19,8 +19,9 @@
     metric = "eval_mem_acc"     # direction defaults to the metric's natural one
     direction = "maximize"
 
-    [space.lr]                  # low/high (+ log) for random and optuna, low/high/num for grid,
-    low = 3e-3                  # or `values = [...]`: grid points, or a categorical choice
+    [space.lr]                  # low/high (+ log) for random and optuna, low/high/num for grid (and
+    low = 3e-3                  # frontier, to choose among a grid's points), or `values = [...]`:
+                                # grid points, or a categorical choice
     high = 3e-2
     log = true
 
@@ -49,6 +50,10 @@ Two searches use a fitted stability boundary (`sweeper.analysis`):
                                 # gather near the line (defaults 0.25, 0.08)
     stable_share = 0.5          # share of those points on the predicted-stable side (default 0.5;
                                 # lower spends less: a stable member trains its whole budget)
+                                # With `num` (or `values`) on every axis of [space] the frontier
+                                # chooses among that grid's configurations, each at most once
+                                # (configs <= the grid's size; offset and min_offset then only say
+                                # which configurations count as near the line)
 
     [search]
     kind = "optuna"
@@ -167,6 +172,9 @@ REQUIRED_KEYS = ("name", "task", "search", "objectives", "space")
 SEARCH_KEYS = ("kind", "sampler", "configs", "seed", "initial", "explore", "candidates", "offset", "min_offset",
                "stable_share", "boundary_fit", "min_p_stable", "max_skips", "plane")
 FRONTIER_KEYS = ("initial", "explore", "candidates")
+RANGE_ONLY_KEYS = ("candidates", "offset", "min_offset", "stable_share")
+"""Frontier keys that place points beside the line in a continuous space; a frontier over a grid's
+configurations refuses them."""
 FRONTIER_DESIGN = {"offset": 0.25, "min_offset": 0.08, "stable_share": 0.5}
 """The frontier's placement settings and their defaults (sweeper.sweep.frontier); a study stores them only
 when they differ from these, so a study stored without them keeps its spec (and resumes)."""
@@ -235,14 +243,15 @@ class Search:
     explore: float | None = None
     """frontier: fraction of proposals drawn anywhere in the space rather than near the boundary."""
     candidates: int | None = None
-    """frontier: random candidate points scored per proposal."""
+    """frontier over ranges: random candidate points scored per proposal."""
     offset: float | None = None
-    """frontier: distance from the fitted line, in the space's unit square, of the first points placed
-    beside it (sweeper.sweep.frontier)."""
+    """frontier over ranges: distance from the fitted line, in the space's unit square, of the first points
+    placed beside it (sweeper.sweep.frontier)."""
     min_offset: float | None = None
-    """frontier: the distance it shrinks to as configurations gather near the line."""
+    """frontier over ranges: the distance it shrinks to as configurations gather near the line."""
     stable_share: float | None = None
-    """frontier: share of the points beside the line placed on its predicted-stable side."""
+    """frontier over ranges: share of the points beside the line placed on its predicted-stable side.
+    (None, with candidates, offset and min_offset, for a frontier over a grid's configurations.)"""
     boundary_fit: str | None = None
     """optuna: "self" or a study whose latest stored boundary fit filters the sampler's proposals."""
     min_p_stable: float | None = None
@@ -659,6 +668,18 @@ def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple
         initial = check_int("search.initial", raw.get("initial", min(4, configs)), low=1, high=MAX_CONFIGS)
         if initial > configs:
             raise ConfigError("search.initial", f"got {initial}; the seed design cannot exceed configs ({configs})")
+        explore = check_real("search.explore", raw.get("explore", 0.1), low=0, high=1)
+        cells = lattice_size(space)
+        if cells is not None:
+            if configs > cells:
+                raise ConfigError("search.configs", f"got {configs}; every axis of [space] has a finite set of values, "
+                                  f"so the frontier has {cells} configurations to choose from: expected at most {cells}")
+            for key in RANGE_ONLY_KEYS:
+                if key in raw:
+                    raise ConfigError(f"search.{key}", "applies to a frontier over ranges; every axis of [space] here "
+                                      "has a finite set of values (num or values), and the frontier chooses among "
+                                      "those configurations by how far each would move the fitted line")
+            return {"initial": initial, "explore": explore}
         offset = check_real("search.offset", raw.get("offset", FRONTIER_DESIGN["offset"]), low=0, high=0.5,
                             low_open=True)
         min_offset = check_real("search.min_offset", raw.get("min_offset", min(FRONTIER_DESIGN["min_offset"], offset)),
@@ -666,8 +687,7 @@ def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple
         if min_offset > offset:
             raise ConfigError("search.min_offset", f"got {min_offset:g} > offset {offset:g}; expected 0 < min_offset "
                               "<= offset (the distance shrinks from offset to min_offset)")
-        return {"initial": initial,
-                "explore": check_real("search.explore", raw.get("explore", 0.1), low=0, high=1),
+        return {"initial": initial, "explore": explore,
                 "candidates": check_int("search.candidates", raw.get("candidates", 4096), low=16, high=1_000_000),
                 "offset": offset, "min_offset": min_offset,
                 "stable_share": check_real("search.stable_share", raw.get("stable_share", FRONTIER_DESIGN["stable_share"]),
@@ -685,6 +705,14 @@ def _search_extras(raw: Mapping[str, Any], kind: str, configs: int, space: tuple
         if key in raw:
             raise ConfigError(f"search.{key}", "applies only with search.boundary_fit")
     return {}
+
+
+def lattice_size(space: tuple[Axis, ...]) -> int | None:
+    """How many configurations a space of finitely many values per axis holds (a grid's `num` points or
+    listed values on every axis), or None when an axis is a continuous range."""
+    if not space or any(a.values is None for a in space):
+        return None
+    return math.prod(len(a.values) for a in space)
 
 
 def _objectives(raw: Any) -> tuple[Objective, ...]:
@@ -835,9 +863,11 @@ def _axis(name: str, raw: Any, kind: str, model: str = "ephemeral") -> Axis:
     log = check_bool(f"{where}.log", spec.get("log", False))
     if log and low <= 0:
         raise ConfigError(f"{where}.low", f"got {low:g}; a log axis needs low > 0")
-    if kind != "grid":
+    if kind == "frontier" and "num" not in spec:
+        return Axis(name, low, high, log, None)
+    if kind not in ("grid", "frontier"):
         if "num" in spec:
-            raise ConfigError(f"{where}.num", f"applies to grid search only; this search is {kind!r}")
+            raise ConfigError(f"{where}.num", f"applies to grid and frontier searches only; this search is {kind!r}")
         return Axis(name, low, high, log, None)
     if "num" not in spec:
         raise ConfigError(f"{where}.num", "missing; a grid axis given by low/high needs num, "

@@ -22,6 +22,22 @@ any model (the ephemeral model or a fast-weight family), with its boundary in th
 3. while no line is possible (the finished members are all stable or all unstable), the Sobol
    sequence continues.
 
+**On a grid's configurations** (`num` or `values` on every axis of [space]: `lattice`), the frontier
+chooses among the grid's configurations, each at most once (`propose_on_lattice`): the seed design is
+the cells the Sobol sequence falls in, and every later configuration is the one whose outcome,
+whichever it turns out to be, moves the line `sweeper boundary` would fit (`boundary.fit_members`'
+estimator, on its coordinates) the most (`moving_cells`): for each configuration not yet given to a
+pack, the line is refitted with it added once as stable and once as unstable (one member per seed),
+its move measured at the plane's two x ends (|change of y| at each, summed), and the smaller of the two
+moves is the configuration's score. Configurations of packs still running, and those already chosen
+for this pack, count with the outcome the proposer's line predicts for them. Far from the line, the
+outcome the line predicts barely moves it, so such a configuration scores low whatever the other
+outcome would do; beside the line either outcome moves it, most where it is least pinned (at first,
+its ends). Because its members are the grid's (same configurations, same seeds), such a study's line
+converges to the grid's own, which a frontier over ranges does not (next paragraph); how many
+configurations it needs is measured by `tools/frontier_seeds.py`, and replayed over many seeds on the
+grid's own members (`--replay`).
+
 Why beside the line, and why a fit of its own. Where a boundary is sharp (a configuration's seeds
 mostly agree, as on the Fig. 7 CPU grid), a configuration says on which side of it it lies, little
 more, and the analysis fit (`boundary.fit_members`: logistic regression regularized on standardized
@@ -56,6 +72,7 @@ study's medians.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -216,6 +233,8 @@ def fit_line(spec, members) -> Line | None:
 
 def propose(db, spec, study_id: int, k: int, rng: np.random.Generator) -> list[dict[str, float]]:
     """The next `k` configurations of a frontier study (see the module's docstring)."""
+    if lattice(spec) is not None:
+        return propose_on_lattice(db, spec, study_id, k, rng)
     with db.read_session() as s:
         planned = planned_points(s, study_id)
         n0 = len(planned)
@@ -258,6 +277,152 @@ def beside(spec, line: Line, planned: list[dict[str, float]], k: int,
             best = int(ring[int(rng.integers(ring.size))])
         chosen.append(candidates[best])
     return chosen
+
+
+# ---------------------------------------------------------------------------------------------------
+# The proposer on a grid's configurations
+
+
+def lattice(spec) -> np.ndarray | None:
+    """(M, D) unit coordinates of every configuration of a space whose axes all have finitely many values
+    (`num` grid points or listed values), in the grid's order; None when an axis is a continuous range."""
+    sizes = [None if a.values is None else len(a.values) for a in spec.space]
+    if not sizes or None in sizes:
+        return None
+    index = np.array(list(itertools.product(*(range(n) for n in sizes))), dtype=np.float64)  # (M, D)
+    return (index + 0.5) / np.array(sizes, dtype=np.float64)
+
+
+def _cell_ids(spec, cells: np.ndarray, points: list[dict[str, float]]) -> list[int]:
+    """The row of `cells` (the lattice) of each of `points`."""
+    if not points:
+        return []
+    u = _to_unit(spec, points)  # (P, D)
+    return [int(np.argmin(np.abs(cells - row[None, :]).sum(axis=1))) for row in u]
+
+
+def propose_on_lattice(db, spec, study_id: int, k: int, rng: np.random.Generator) -> list[dict[str, float]]:
+    """The next `k` configurations of a frontier study whose space is a grid: each a grid configuration
+    not given to any pack before (see the module's docstring); fewer when the grid runs out."""
+    cells = lattice(spec)
+    with db.read_session() as s:
+        planned = planned_points(s, study_id)
+        members = None
+        if len(planned) + k > spec.search.initial:
+            members = load_members_by_id(s, study_id, finished_trials_only=True)
+    return _to_point(spec, cells[next_cells(spec, cells, _cell_ids(spec, cells, planned), members, k, rng)])
+
+
+def next_cells(spec, cells: np.ndarray, taken: list[int], members, k: int, rng: np.random.Generator) -> list[int]:
+    """Rows of `cells` for the next `k` configurations, given the rows `taken` by earlier packs and the
+    `members` of those that finished (`boundary.Members`; None before the seed design is done)."""
+    chosen = _sobol_cells(spec, cells, taken, max(0, min(k, spec.search.initial - len(taken))))
+    line = None if len(chosen) == k or members is None else fit_line(spec, members)
+    if line is None:
+        return chosen + _sobol_cells(spec, cells, taken + chosen, k - len(chosen))
+    return chosen + moving_cells(spec, cells, line, members, taken + chosen, k - len(chosen), rng)
+
+
+def _sobol_cells(spec, cells: np.ndarray, taken: list[int], count: int) -> list[int]:
+    """The grid configurations the study's Sobol sequence falls in, in its order, skipping those taken."""
+    from scipy.stats import qmc
+
+    chosen: list[int] = []
+    if count <= 0:
+        return chosen
+    sizes = np.array([len(a.values) for a in spec.space])
+    u = qmc.Sobol(len(spec.space), scramble=True, seed=spec.search.seed).random_base2(
+        max(6, math.ceil(math.log2(4 * len(cells)))))
+    index = np.minimum((u * sizes).astype(int), sizes - 1)  # (S, D) the cell each point falls in
+    flat = np.ravel_multi_index(index.T, tuple(sizes))  # the lattice's row of each (itertools.product order)
+    seen = set(taken)
+    for c in flat:
+        if len(chosen) == count:
+            break
+        if int(c) not in seen:
+            seen.add(int(c))
+            chosen.append(int(c))
+    free = [c for c in range(len(cells)) if c not in seen]  # a sequence that missed cells: the rest in order
+    return chosen + free[: count - len(chosen)]
+
+
+def lattice_coords(spec, cells: np.ndarray) -> np.ndarray:
+    """(M, D) the analysis fit's coordinates (`boundary.to_coord`: log10, or log10(1 - lambda), an end
+    value one decade beyond the rest) of the lattice's configurations."""
+    from sweeper.analysis.boundary import limit_coord, to_coord
+
+    points = _to_point(spec, cells)
+    cols = []
+    for a in spec.space:
+        values = np.array([p[a.name] for p in points])
+        cols.append(to_coord(a.name, values, limit_coord(a.name, np.array(a.values))))
+    return np.column_stack(cols)
+
+
+def moving_cells(spec, cells: np.ndarray, line: Line, members, taken: list[int], k: int,
+                 rng: np.random.Generator) -> list[int]:
+    """`k` grid configurations, none of `taken` (rows of `cells`): each the one whose outcome, whichever
+    it turns out to be, moves the analysis fit's line the most (see the module's docstring). Configurations
+    given to packs that have not finished, and those chosen here, count with the outcome `line` predicts."""
+    X = lattice_coords(spec, cells)  # (M, D)
+    if not np.all(np.isfinite(X)):
+        X = cells  # an axis without a log scale here: the unit cube, as the proposer's own line
+    rows = _cell_ids(spec, cells, [{a.name: float(members.hypers[a.name][i]) for a in spec.space}
+                                   for i in range(members.stable.size)])
+    known = set(rows)
+    xs, ys = [X[r] for r in rows], [int(v) for v in members.stable]
+    predicted = (line.b + cells @ line.w) >= 0  # (M,) the proposer's line: stable side
+    weight = max(1, len(spec.execution.seeds))  # a configuration is trained once per seed
+    for c in taken:
+        if c not in known:
+            xs += [X[c]] * weight
+            ys += [int(predicted[c])] * weight
+    ix, iy = line.plane
+    x_ends = np.array([X[:, ix].min(), X[:, ix].max()])
+    at = np.median(X, axis=0)
+
+    def ends(xa: np.ndarray, ya: np.ndarray) -> np.ndarray | None:
+        """The analysis fit's line at the plane's two x ends (y there); None for no line or a vertical one."""
+        if ya.min() == ya.max():
+            return None
+        b, w = _analysis_plane(xa, ya)
+        if abs(w[iy]) < 1e-12 * max(1.0, float(np.abs(w).max())):
+            return None
+        rest = b + sum(w[d] * at[d] for d in range(len(w)) if d not in (ix, iy))
+        y = -(rest + w[ix] * x_ends) / w[iy]
+        return y
+
+    chosen: list[int] = []
+    for _ in range(k):
+        used = set(taken) | set(chosen)
+        free = [c for c in range(len(cells)) if c not in used]
+        if not free:
+            break
+        xa, ya = np.array(xs), np.array(ys, dtype=np.int64)
+        base = ends(xa, ya)
+        if rng.random() < spec.search.explore or base is None:
+            best = int(free[rng.integers(len(free))]) if base is not None else \
+                int(free[int(np.argmin(np.abs(line.distance(cells[free]))))])
+        else:
+            scores = []
+            for c in free:
+                moves = []
+                for outcome in (1, 0):
+                    moved = ends(np.vstack([xa, [X[c]] * weight]), np.concatenate([ya, [outcome] * weight]))
+                    moves.append(np.inf if moved is None else float(np.abs(moved - base).sum()))
+                scores.append(min(moves))
+            best = int(free[int(np.argmax(scores))])
+        chosen.append(best)
+        xs += [X[best]] * weight
+        ys += [int(predicted[best])] * weight
+    return chosen
+
+
+def _analysis_plane(X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The hyperplane (intercept, coef over X's columns) of the estimator `sweeper boundary` fits."""
+    from sweeper.analysis.boundary import _estimator, _hyperplane
+
+    return _hyperplane(_estimator("logistic", 0).fit(X, y))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -284,3 +284,128 @@ def test_fwp_frontier_study_end_to_end(local_ray, tmp_path, db_url):
     assert kinds == {"fwp"} and len(points) == 6
     assert all(set(p) == {"lr", "beta_scale"} for p in points)
     assert len({(p["lr"], p["beta_scale"]) for p in points}) == 6
+
+
+# ---------------------------------------------------------------------------------------------------
+# On a grid's configurations (num on every axis)
+
+
+LATTICE = EPHEMERAL.replace("log = true\n", "log = true\nnum = 6\n")
+
+
+def lattice_members(spec, rows, seeds: int = 2):
+    """Members of the lattice configurations `rows` of `spec`, `seeds` each, stable exactly below the line
+    u_y = 0.8 - 0.6 u_x of the unit square (u = the lattice's unit coordinates); config_index = position."""
+    from sweeper.sweep.frontier import _to_point, lattice
+
+    cells = lattice(spec)[list(rows)]
+    points = _to_point(spec, cells)
+    stable = np.repeat(cells[:, 1] < 0.8 - 0.6 * cells[:, 0], seeds)
+    n = stable.size
+    hypers = {a: np.repeat([p[a] for p in points], seeds) for a in ("lr", "plasticity")}
+    hypers |= {"ratio": np.full(n, 0.1), "gamma": np.full(n, 0.7), "clip": np.full(n, np.inf)}
+    from sweeper.analysis.boundary import Members
+
+    return Members("planted", 0, hypers, stable, np.where(stable, "stable", "exploded").astype(object),
+                   np.repeat(np.arange(len(rows)), seeds), {}, "ephemeral", ("lr", "plasticity"))
+
+
+def test_a_frontier_over_a_grid_parses_and_refuses_what_does_not_apply():
+    from sweeper.study import study_from_dict
+    from sweeper.study.spec import lattice_size
+
+    spec = parse_study(LATTICE.format(search="explore = 0.0"))
+    assert lattice_size(spec.space) == 36 and [len(a.values) for a in spec.space] == [6, 6]
+    assert spec.search.offset is None and spec.search.candidates is None  # not stored, so it resumes
+    assert study_from_dict({**spec.to_dict(), "path": None}).search == spec.search
+    with pytest.raises(StudyError) as err:
+        parse_study(LATTICE.format(search="").replace("configs = 24", "configs = 40"))
+    assert err.value.field == "search.configs" and "36 configurations to choose from" in str(err.value)
+    for key in ("offset = 0.1", "min_offset = 0.05", "stable_share = 0.3", "candidates = 100"):
+        with pytest.raises(StudyError) as err:
+            parse_study(LATTICE.format(search=key))
+        assert err.value.field == f"search.{key.split()[0]}" and "applies to a frontier over ranges" in str(err.value)
+    with pytest.raises(StudyError) as err:
+        parse_study(LATTICE.format(search="").replace('kind = "frontier"', 'kind = "random"'))
+    assert err.value.field == "space.lr.num" and "grid and frontier searches only" in str(err.value)
+
+
+def test_lattice_proposals_are_the_grids_configurations_each_once():
+    from sweeper.sweep.frontier import _sobol_cells, _to_point, lattice, next_cells
+
+    spec = parse_study(LATTICE.format(search="explore = 0.0"))
+    cells = lattice(spec)
+    order: list[int] = []
+    while len(order) < 36:
+        members = lattice_members(spec, order) if order else None
+        chosen = next_cells(spec, cells, order, members, 2, np.random.default_rng(len(order)))
+        assert len(chosen) == 2 and not set(chosen) & set(order)
+        order += chosen
+    assert sorted(order) == list(range(36))
+    assert order[:4] == _sobol_cells(spec, cells, [], 4)  # the seed design: the Sobol sequence's cells
+    assert next_cells(spec, cells, order, lattice_members(spec, order), 2, np.random.default_rng(0)) == []
+    grid = parse_study(LATTICE.format(search="").replace('kind = "frontier"', 'kind = "grid"')
+                       .replace("configs = 24\n", ""))
+    values = {a.name: set(a.values) for a in grid.space}  # the grid study's own points, exactly
+    for p in _to_point(spec, cells[order]):
+        assert p["lr"] in values["lr"] and p["plasticity"] in values["plasticity"]
+
+
+def test_lattice_proposals_pin_a_planted_boundary():
+    from sweeper.analysis.boundary import fit_members
+    from sweeper.sweep.frontier import Line, _sobol_cells, lattice, next_cells
+
+    spec = parse_study(LATTICE.format(search="explore = 0.0"))
+    cells = lattice(spec)
+    order: list[int] = []
+    while len(order) < 16:
+        members = lattice_members(spec, order) if order else None
+        order += next_cells(spec, cells, order, members, 1, np.random.default_rng(len(order)))
+    planted = Line(0.8, np.array([-0.6, -1.0]), (0, 1))
+    near = np.abs(planted.distance(cells[order[4:16]]))  # after the seed design: beside the line
+    assert near.max() <= 2 / 6 and np.median(near) <= 1 / 6  # the cells' spacing is 1/6; at random: 0.22
+
+    def slope(rows):
+        return fit_members(lattice_members(spec, rows), bootstrap=0, cv=False)["boundary"]["slope"]
+
+    full = slope(range(36))  # what the whole grid says
+    assert abs(slope(order[:16]) - full) < 0.05
+    assert abs(slope(order[:12]) - full) < abs(slope(_sobol_cells(spec, cells, [], 12)) - full)
+
+
+def test_pending_configurations_are_not_proposed_again():
+    from sweeper.sweep.frontier import fit_line, lattice, moving_cells
+
+    spec = parse_study(LATTICE.format(search="explore = 0.0"))
+    cells = lattice(spec)
+    finished = [0, 35, 5, 30, 14, 21]
+    members = lattice_members(spec, finished)
+    line = fit_line(spec, members)
+    first = moving_cells(spec, cells, line, members, finished, 1, np.random.default_rng(0))
+    again = moving_cells(spec, cells, line, members, finished + first, 3, np.random.default_rng(0))
+    assert len(set(first + again)) == 4 and not set(first + again) & set(finished)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_frontier_over_a_grid_trains_the_grids_own_members(local_ray, tmp_path, db_url):
+    """Same configuration and seed, same member: what lets `tools.frontier_seeds --replay` replay the
+    proposer on a grid's members instead of training."""
+    from sweeper.db import open_db
+    from sweeper.sweep.driver import submit
+    from tools.frontier_seeds import same_as
+
+    space = (f"[space.lr]\nlow = {LR[0]!r}\nhigh = {LR[1]!r}\nlog = true\nnum = 3\n"
+             "[space.beta_scale]\nlow = 0.1\nhigh = 10.0\nlog = true\nnum = 3\n")
+    grid, lattice = tmp_path / "grid.toml", tmp_path / "lattice.toml"
+    grid.write_text(family_study("fwp", 'kind = "grid"', space=space, name="fwp_grid"))
+    lattice.write_text(family_study("fwp", 'kind = "frontier"\nconfigs = 6\ninitial = 2', space=space,
+                                    name="fwp_lattice"))
+    assert submit(str(grid), storage=db_url, progress=False).status == "COMPLETE"
+    result = submit(str(lattice), storage=db_url, progress=False)
+    assert result.status == "COMPLETE" and sum(result.members.values()) == 6 * 2
+    db = open_db(db_url)
+    try:
+        assert same_as(db, "fwp_grid", "fwp_lattice") == 6 * 2
+    finally:
+        db.dispose()
