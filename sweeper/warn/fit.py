@@ -101,7 +101,8 @@ def check_cadences(cadences) -> tuple[int, ...]:
     except (TypeError, ValueError):
         out = ()
     if not out or out[0] != 1 or any(c < 1 or c > 100 for c in out):
-        raise FitError("--cadences", f"got {cadences!r}; expected integers from 1 to 100, the first 1 (the rows "
+        shown = ",".join(map(str, cadences)) if isinstance(cadences, (list, tuple)) else str(cadences)
+        raise FitError("--cadences", f"got {shown}; expected integers from 1 to 100, the first 1 (the rows "
                                      "as recorded; k: every k-th of them), e.g. 1,2,4")
     return out
 

@@ -525,8 +525,9 @@ def test_a_fit_over_cadences_learns_from_each_and_keeps_the_false_stop_budget_at
     assert three.predictor.payload["cadences"] == [1, 2, 4] and one.predictor.payload["cadences"] == [1]
     assert "cadences" not in r1["out_of_fold"]
     for bad in (["0"], ["x"], [], ["1", "200"], ["2", "4"]):
-        with pytest.raises(FitError, match="--cadences"):
+        with pytest.raises(FitError, match="--cadences") as err:
             fit_traces(traces, PORTABLE_FEATURES, what="t", min_step=10, cadences=bad)
+        assert f"got {','.join(bad)};" in str(err.value)  # as the flag is written, not a Python list
 
 
 @SQLITE_ONLY
