@@ -145,11 +145,13 @@ def spend(db, name: str) -> Spend:
                  member_batches=int(sum(b or 0 for _, _, b in rows)))
 
 
-def measure(db, grid: str, study: str, seed: int, grid_spend: Spend, submit_s: float | None) -> SeedResult:
-    """One seed's row: the comparison with the grid (`compare_studies`) and the study's spend."""
+def measure(db, grid: str, study: str, seed: int, grid_spend: Spend, submit_s: float | None,
+            fitted=None) -> SeedResult:
+    """One seed's row: the comparison with the grid (`compare_studies`; `fitted`: the grid's
+    `fit_reference`, fitted once for every seed) and the study's spend."""
     from sweeper.analysis.compare import compare_studies
 
-    r = compare_studies(db, grid, study)
+    r = compare_studies(db, grid, study, fitted=fitted)
     own = spend(db, study)
     return SeedResult(seed=seed, study=study, first_inside=r["first_inside"], stays_inside_from=r["stays_inside_from"],
                       stays_fraction=r["fraction_of_reference"], predicts_from=r["predicts_from"],
@@ -183,6 +185,7 @@ def same_as(db, reference: str, study: str) -> int:
 def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str = GRID, num_cpus: int | None = None,
         out=sys.stderr) -> dict[str, Any]:
     """Submit the grid (unless COMPLETE) and each seed's study (resumed or skipped when there), then measure."""
+    from sweeper.analysis.compare import fit_reference
     from sweeper.db import open_db
     from sweeper.study import load_study
     from sweeper.sweep.driver import submit
@@ -195,6 +198,7 @@ def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str =
             print(f"frontier_seeds: submitting {grid.name}", file=out)
             submit(grid_path, storage=storage, num_cpus=num_cpus, progress=False)
         grid_spend = spend(db, grid.name)
+        fitted = fit_reference(db, grid.name)
         results = []
         for k, spec in zip(seeds, specs):
             took = None
@@ -203,7 +207,7 @@ def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str =
                 t0 = time.time()
                 submit(spec, storage=storage, num_cpus=num_cpus, progress=False)
                 took = time.time() - t0
-            results.append(measure(db, grid.name, spec.name, k, grid_spend, took))
+            results.append(measure(db, grid.name, spec.name, k, grid_spend, took, fitted))
         shape = pooled_straightness(db, grid.name, [s.name for s in specs])
     finally:
         db.dispose()

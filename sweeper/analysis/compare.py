@@ -35,8 +35,12 @@ TARGET_FRACTION = 1 / 3
 
 
 def compare_studies(db, reference: str, study: str, *, model: str = "logistic", bootstrap: int = 200,
-                    folds: int = 5, seed: int = 0) -> dict[str, Any]:
-    ref_members, ref = fit_reference(db, reference, model=model, bootstrap=bootstrap, folds=folds, seed=seed)
+                    folds: int = 5, seed: int = 0,
+                    fitted: tuple[Members, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`fitted`: the reference's `fit_reference` with the same settings, when comparing many studies
+    with one reference (it is refitted otherwise)."""
+    ref_members, ref = fitted or fit_reference(db, reference, model=model, bootstrap=bootstrap, folds=folds,
+                                               seed=seed)
     b = ref["boundary"]
     members = load_members(db, study)
     order = np.unique(members.config_index)
