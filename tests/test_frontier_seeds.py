@@ -37,9 +37,13 @@ def test_the_report_counts_seeds_meeting_each_yardstick():
                 "intercept": 0.7, "spend": {"configs": 24, "members": 96, "member_batches": 100,
                                             "outcomes": {"stable": 50, "exploded": 46}}}
 
-    report = {"grid": {"study": "g", "configs": 36, "members": 144, "member_batches": 400, "errors": 5},
+    report = {"grid": {"study": "g", "configs": 36, "members": 144, "member_batches": 400, "errors": 5,
+                       "line_of_study_seeds": {"seeds": [0, 1], "members": 72, "slope": -1.18, "intercept": 1.14}},
               "study_file": "f.toml", "seeds": [seed(0, None, 18, 0.2), seed(1, 8, 8, 0.3), seed(2, 12, 13, 0.25)]}
+    report["seeds"][1]["batches_to_stay"] = 0.125
     text = format_report(report)
+    assert "| 0.300 | 0.125 | -1.300 |" in text and "| 0.200 | - | -1.300 |" in text  # until it stays inside
+    assert "the grid's line on its members of seeds 0, 1 alone (72 members): slope -1.180, intercept 1.140" in text
     assert "its own line errs on 5 of its members" in text
     assert "(a) stays inside from at most 12 of 36 configurations: 2 of 3 seeds" in text
     assert "(b) at most 0.25 of the grid's member-batches: 2 of 3 seeds" in text

@@ -89,6 +89,9 @@ class SeedResult:
     same_as_grid: int = 0
     """Members with a member of the grid at the same hyperparameters and seed that ended the same way
     (outcome and batches trained): the grid's own members, trained again."""
+    batches_to_stay: float | None = None
+    """Member-batches of the configurations up to `stays_inside_from`, over the grid's: what reaching
+    the grid's estimate for good cost (None: never)."""
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -158,7 +161,48 @@ def measure(db, grid: str, study: str, seed: int, grid_spend: Spend, submit_s: f
                       errors_on_grid=r["study_errors_on_reference"], grid_errors=r["reference_errors"], spend=own,
                       member_batches_ratio=own.member_batches / grid_spend.member_batches,
                       slope=r["study"]["slope"], intercept=r["study"]["intercept"], submit_s=submit_s,
-                      same_as_grid=same_as(db, grid, study))
+                      same_as_grid=same_as(db, grid, study),
+                      batches_to_stay=None if r["stays_inside_from"] is None else
+                      spent_until(db, study, r["stays_inside_from"]) / grid_spend.member_batches)
+
+
+def spent_until(db, study: str, configs: int) -> int:
+    """Member-batches (sum of steps_done) of the study's first `configs` configurations (config_index order)."""
+    import sqlalchemy as sa
+
+    from sweeper.db import Member
+    from sweeper.db.queries import study_id
+
+    with db.read_session() as s:
+        sid = study_id(s, db, study)
+        firsts = s.scalars(sa.select(Member.config_index).where(Member.study_id == sid).distinct()
+                           .order_by(Member.config_index).limit(configs)).all()
+        return int(s.scalar(sa.select(sa.func.sum(Member.steps_done))
+                            .where(Member.study_id == sid, Member.config_index.in_(firsts))) or 0)
+
+
+def grid_line_of_seeds(db, grid: str, seeds: Sequence[int]) -> dict[str, float] | None:
+    """The grid's line fitted on its members of `seeds` alone (slope, intercept), or None when those are
+    all its members: what a study training only those seeds of the same configurations converges to."""
+    import sqlalchemy as sa
+
+    from sweeper.analysis.boundary import fit_members, load_members
+    from sweeper.db import Member
+    from sweeper.db.queries import study_id
+
+    members = load_members(db, grid)
+    with db.read_session() as s:
+        sid = study_id(s, db, grid)
+        order = sa.select(Member.seed).where(Member.study_id == sid).order_by(Member.config_index, Member.id)
+        member_seeds = np.array(s.scalars(order).all())
+    if member_seeds.size != members.stable.size:  # members left out (failed, running): cannot align
+        return None
+    keep = np.isin(member_seeds, list(seeds))
+    if keep.all() or not keep.any():
+        return None
+    b = fit_members(members.subset(keep), bootstrap=0, cv=False)["boundary"]
+    return {"seeds": sorted(int(k) for k in seeds), "members": int(keep.sum()), "slope": b["slope"],
+            "intercept": b["intercept"]}
 
 
 TWIN_COLUMNS = ("model_kind", "lr", "plasticity", "ratio", "gamma", "clip", "eta", "beta_scale", "lam", "seed")
@@ -209,9 +253,11 @@ def run(storage: str, seeds: Sequence[int], *, study_path: str, grid_path: str =
                 took = time.time() - t0
             results.append(measure(db, grid.name, spec.name, k, grid_spend, took, fitted))
         shape = pooled_straightness(db, grid.name, [s.name for s in specs])
+        seeds_line = grid_line_of_seeds(db, grid.name, specs[0].execution.seeds) if specs else None
     finally:
         db.dispose()
-    return {"grid": {"study": grid.name, **asdict(grid_spend), "errors": _grid_errors(results)},
+    return {"grid": {"study": grid.name, **asdict(grid_spend), "errors": _grid_errors(results),
+                     "line_of_study_seeds": seeds_line},
             "study_file": str(study_path),
             "targets": dict(TARGETS), "seeds": [asdict(r) for r in results], "straightness": shape}
 
@@ -413,8 +459,9 @@ def format_report(report: dict[str, Any]) -> str:
              f"frontier: {report['study_file']}", "",
              "| seed | study | first inside | stays inside from | errs on the grid's members (final) | "
              "errs on no more than the grid's line from | configurations | members (stable / exploded / "
-             "stopped early) | the grid's own members | member-batches | of the grid's | slope | intercept |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "stopped early) | the grid's own members | member-batches | of the grid's | of the grid's until it stays "
+             "inside | slope | intercept |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["seeds"]:
         s, o = r["spend"], r["spend"]["outcomes"]
         stays = "never" if r["stays_inside_from"] is None else (
@@ -424,7 +471,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"{r['predicts_from'] or 'never'} | {s['configs']} | "
             f"{s['members']} ({o.get('stable', 0)} / {o.get('exploded', 0)} / {o.get('stopped_early', 0)}) | "
             f"{r.get('same_as_grid', 0)} | {s['member_batches']} | {r['member_batches_ratio']:.3f} | "
-            f"{_num(r['slope'])} | {_num(r['intercept'])} |")
+            f"{_num(r.get('batches_to_stay'))} | {_num(r['slope'])} | {_num(r['intercept'])} |")
     rows = report["seeds"]
     a_ok = sum(1 for r in rows if r["stays_inside_from"] is not None and r["stays_inside_from"] <= a_max)
     b_ok = sum(1 for r in rows if r["member_batches_ratio"] <= TARGETS["member_batches_ratio"])
@@ -439,6 +486,10 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"worst seed: stays inside from {'never' if worst == 10**9 else worst}; member-batches "
                      f"{min(r['member_batches_ratio'] for r in rows):.3f} - "
                      f"{max(r['member_batches_ratio'] for r in rows):.3f} of the grid's")
+    line = g.get("line_of_study_seeds")
+    if line:
+        lines.append(f"the grid's line on its members of seeds {', '.join(map(str, line['seeds']))} alone "
+                     f"({line['members']} members): slope {_num(line['slope'])}, intercept {_num(line['intercept'])}")
     shape = report.get("straightness") or []
     if shape:
         lines += ["", "Is the boundary one straight line? (logistic line vs quadratic boundary, likelihood-ratio test)", "",
