@@ -3,6 +3,7 @@
 intervals, and what it spends.
 
     .venv/bin/python -m tools.frontier_seeds --seeds 0-4 --storage URL [--early-warning] [--json FILE]
+    .venv/bin/python -m tools.frontier_seeds --replay 0-49 --storage URL      # no training
 
 1. The grid (`studies/fig7_reversal3_grid_cpu.toml`, `--grid`) is submitted unless it is COMPLETE in
    the database already.
@@ -14,8 +15,10 @@ intervals, and what it spends.
 3. Per seed, from the database: where the study's boundary, refitted on its first n configurations,
    first enters and from where it stays inside the grid's 95% intervals (`sweeper.analysis.compare`,
    as `sweeper boundary compare` prints it), from where its line errs on no more of the grid's members
-   than the grid's own line does (`predicts_from`), the configurations and members it trained, and its
-   member-batches (the sum of `steps_done` over its members) against the grid's.
+   than the grid's own line does (`predicts_from`), the configurations and members it trained, how
+   many of them are the grid's own (`same_as`), and its member-batches (the sum of `steps_done` over
+   its members) against the grid's, in all and until it stays inside; and the grid's own line on the
+   study's seeds alone, when the study trains fewer seeds than the grid.
 
 4. Whether a straight line with one transition width describes the boundary at all (`straightness`):
    on the grid, on the seeds' studies pooled and on both together, a nearly unregularized logistic
@@ -23,6 +26,11 @@ intervals, and what it spends.
    y^2), compared by a likelihood-ratio test. Where the quadratic fits significantly better, a line's
    slope and intercept depend on where the configurations lie, so two designs (a grid, points beside
    the boundary) estimate different lines from the same boundary.
+
+`--replay SEEDS` trains nothing but the grid: a frontier over the grid's own configurations, with its
+seeds and settings, trains the grid's members, so its proposer is run on them instead (`replay`), for
+each seed with 0, 1 and 2 packs still running at every proposal, and each order judged as a trained
+study is.
 
 Targets (`TARGETS`): the fit stays inside from at most a third of the grid's configurations in every
 seed, and, with the early warning, the study spends at most a quarter of the grid's member-batches.
