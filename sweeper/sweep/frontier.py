@@ -389,8 +389,7 @@ def moving_cells(spec, cells: np.ndarray, line: Line, members, taken: list[int],
         if abs(w[iy]) < 1e-12 * max(1.0, float(np.abs(w).max())):
             return None
         rest = b + sum(w[d] * at[d] for d in range(len(w)) if d not in (ix, iy))
-        y = -(rest + w[ix] * x_ends) / w[iy]
-        return y
+        return -(rest + w[ix] * x_ends) / w[iy]
 
     chosen: list[int] = []
     for _ in range(k):
@@ -400,9 +399,10 @@ def moving_cells(spec, cells: np.ndarray, line: Line, members, taken: list[int],
             break
         xa, ya = np.array(xs), np.array(ys, dtype=np.int64)
         base = ends(xa, ya)
-        if rng.random() < spec.search.explore or base is None:
-            best = int(free[rng.integers(len(free))]) if base is not None else \
-                int(free[int(np.argmin(np.abs(line.distance(cells[free]))))])
+        if base is None:  # every outcome so far of one class: the configuration nearest the proposer's line
+            best = int(free[int(np.argmin(np.abs(line.distance(cells[free]))))])
+        elif rng.random() < spec.search.explore:
+            best = int(free[rng.integers(len(free))])
         else:
             scores = []
             for c in free:
