@@ -213,9 +213,6 @@ def grid_line_of_seeds(db, grid: str, seeds: Sequence[int]) -> dict[str, float] 
             "intercept": b["intercept"]}
 
 
-TWIN_COLUMNS = ("model_kind", "lr", "plasticity", "ratio", "gamma", "clip", "eta", "beta_scale", "lam", "seed")
-
-
 def same_as(db, reference: str, study: str) -> int:
     """How many of `study`'s members have a member of `reference` at the same hyperparameters and seed
     with the same outcome and batches trained."""
@@ -223,8 +220,9 @@ def same_as(db, reference: str, study: str) -> int:
 
     from sweeper.db import Member
     from sweeper.db.queries import study_id
+    from sweeper.sweep.pack import HYPER_COLUMNS
 
-    cols = [getattr(Member, c) for c in TWIN_COLUMNS]
+    cols = [getattr(Member, c) for c in HYPER_COLUMNS]
     with db.read_session() as s:
         def rows(name):
             sid = study_id(s, db, name)

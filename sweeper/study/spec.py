@@ -52,8 +52,8 @@ Two searches use a fitted stability boundary (`sweeper.analysis`):
                                 # lower spends less: a stable member trains its whole budget)
                                 # With `num` (or `values`) on every axis of [space] the frontier
                                 # chooses among that grid's configurations, each at most once
-                                # (configs <= the grid's size; offset and min_offset then only say
-                                # which configurations count as near the line)
+                                # (configs <= the grid's size; candidates, offset, min_offset and
+                                # stable_share do not apply and are refused)
 
     [search]
     kind = "optuna"
@@ -172,12 +172,12 @@ REQUIRED_KEYS = ("name", "task", "search", "objectives", "space")
 SEARCH_KEYS = ("kind", "sampler", "configs", "seed", "initial", "explore", "candidates", "offset", "min_offset",
                "stable_share", "boundary_fit", "min_p_stable", "max_skips", "plane")
 FRONTIER_KEYS = ("initial", "explore", "candidates")
-RANGE_ONLY_KEYS = ("candidates", "offset", "min_offset", "stable_share")
-"""Frontier keys that place points beside the line in a continuous space; a frontier over a grid's
-configurations refuses them."""
 FRONTIER_DESIGN = {"offset": 0.25, "min_offset": 0.08, "stable_share": 0.5}
 """The frontier's placement settings and their defaults (sweeper.sweep.frontier); a study stores them only
 when they differ from these, so a study stored without them keeps its spec (and resumes)."""
+RANGE_ONLY_KEYS = ("candidates", *FRONTIER_DESIGN)
+"""Frontier keys that place points beside the line in a continuous space; a frontier over a grid's
+configurations refuses them."""
 FILTER_KEYS = ("boundary_fit", "min_p_stable", "max_skips")
 OBJECTIVE_KEYS = ("metric", "direction")
 AXIS_KEYS = ("low", "high", "log", "num", "values")

@@ -233,8 +233,9 @@ def fit_line(spec, members) -> Line | None:
 
 def propose(db, spec, study_id: int, k: int, rng: np.random.Generator) -> list[dict[str, float]]:
     """The next `k` configurations of a frontier study (see the module's docstring)."""
-    if lattice(spec) is not None:
-        return propose_on_lattice(db, spec, study_id, k, rng)
+    cells = lattice(spec)
+    if cells is not None:
+        return propose_on_lattice(db, spec, study_id, cells, k, rng)
     with db.read_session() as s:
         planned = planned_points(s, study_id)
         n0 = len(planned)
@@ -286,9 +287,11 @@ def beside(spec, line: Line, planned: list[dict[str, float]], k: int,
 def lattice(spec) -> np.ndarray | None:
     """(M, D) unit coordinates of every configuration of a space whose axes all have finitely many values
     (`num` grid points or listed values), in the grid's order; None when an axis is a continuous range."""
-    sizes = [None if a.values is None else len(a.values) for a in spec.space]
-    if not sizes or None in sizes:
+    from sweeper.study.spec import lattice_size
+
+    if lattice_size(spec.space) is None:
         return None
+    sizes = [len(a.values) for a in spec.space]
     index = np.array(list(itertools.product(*(range(n) for n in sizes))), dtype=np.float64)  # (M, D)
     return (index + 0.5) / np.array(sizes, dtype=np.float64)
 
@@ -301,10 +304,11 @@ def _cell_ids(spec, cells: np.ndarray, points: list[dict[str, float]]) -> list[i
     return [int(np.argmin(np.abs(cells - row[None, :]).sum(axis=1))) for row in u]
 
 
-def propose_on_lattice(db, spec, study_id: int, k: int, rng: np.random.Generator) -> list[dict[str, float]]:
-    """The next `k` configurations of a frontier study whose space is a grid: each a grid configuration
-    not given to any pack before (see the module's docstring); fewer when the grid runs out."""
-    cells = lattice(spec)
+def propose_on_lattice(db, spec, study_id: int, cells: np.ndarray, k: int,
+                       rng: np.random.Generator) -> list[dict[str, float]]:
+    """The next `k` configurations of a frontier study whose space is a grid (`cells`: its `lattice`):
+    each a grid configuration not given to any pack before (see the module's docstring); fewer when the
+    grid runs out."""
     with db.read_session() as s:
         planned = planned_points(s, study_id)
         members = None

@@ -330,15 +330,27 @@ def test_a_frontier_over_a_grid_parses_and_refuses_what_does_not_apply():
     assert err.value.field == "space.lr.num" and "grid and frontier searches only" in str(err.value)
 
 
+def proposed_packs(spec, cells, configs: int, per_pack: int) -> list[list[int]]:
+    """The packs (rows of `cells`) the lattice proposer gives until `configs` are chosen, every earlier
+    pack finished with the planted outcomes of `lattice_members`."""
+    from sweeper.sweep.frontier import next_cells
+
+    packs: list[list[int]] = []
+    order: list[int] = []
+    while len(order) < configs:
+        members = lattice_members(spec, order) if order else None
+        packs.append(next_cells(spec, cells, order, members, per_pack, np.random.default_rng(len(order))))
+        order += packs[-1]
+    return packs
+
+
 def test_lattice_proposals_are_the_grids_configurations_each_once():
     from sweeper.sweep.frontier import _sobol_cells, _to_point, lattice, next_cells
 
     spec = parse_study(LATTICE.format(search="explore = 0.0"))
     cells = lattice(spec)
     order: list[int] = []
-    while len(order) < 36:
-        members = lattice_members(spec, order) if order else None
-        chosen = next_cells(spec, cells, order, members, 2, np.random.default_rng(len(order)))
+    for chosen in proposed_packs(spec, cells, 36, 2):
         assert len(chosen) == 2 and not set(chosen) & set(order)
         order += chosen
     assert sorted(order) == list(range(36))
@@ -353,14 +365,11 @@ def test_lattice_proposals_are_the_grids_configurations_each_once():
 
 def test_lattice_proposals_pin_a_planted_boundary():
     from sweeper.analysis.boundary import fit_members
-    from sweeper.sweep.frontier import Line, _sobol_cells, lattice, next_cells
+    from sweeper.sweep.frontier import Line, _sobol_cells, lattice
 
     spec = parse_study(LATTICE.format(search="explore = 0.0"))
     cells = lattice(spec)
-    order: list[int] = []
-    while len(order) < 16:
-        members = lattice_members(spec, order) if order else None
-        order += next_cells(spec, cells, order, members, 1, np.random.default_rng(len(order)))
+    order = [c for pack in proposed_packs(spec, cells, 16, 1) for c in pack]
     planted = Line(0.8, np.array([-0.6, -1.0]), (0, 1))
     near = np.abs(planted.distance(cells[order[4:16]]))  # after the seed design: beside the line
     assert near.max() <= 2 / 6 and np.median(near) <= 1 / 6  # the cells' spacing is 1/6; at random: 0.22
