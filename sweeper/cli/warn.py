@@ -183,7 +183,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _transfer_text(report: dict, format_table) -> str:
-    """The fitted rows, one table of every cell's detectors, the AUROC / false-stop matrix, and the verdict."""
+    """The fitted rows, one table of every cell's detectors, the AUROC / false-stop matrix, each feature's
+    AUROC alone per study, and the verdict."""
     r3 = lambda x: None if x is None else round(float(x), 3)  # noqa: E731
     settings, target = report["settings"], report["targets"]
     settings_of = {s["name"]: s["setting"] for s in report["studies"]}
@@ -226,6 +227,11 @@ def _transfer_text(report: dict, format_table) -> str:
         matrix.append(row)
     lines += ["", "learned predictor: AUROC / false stops (rows: fitted on, columns: evaluated on; "
               "* meets the target, oof: out of fold)", format_table(["fitted_on \\ evaluated_on", *cols], matrix)]
+    pre = report["precursors"]
+    lines += ["", f"each feature alone at batch {pre['at']}: AUROC, exploding vs stable, over the members not yet "
+              "broken (> 0.5: a higher value comes before an explosion)",
+              format_table(["feature", *cols], [[f, *(r3(pre["by_study"][e][f]) for e in cols)]
+                                                for f in report["features"]])]
     n_off = len(report["meeting"]) + len(report["missing"])
     lines += ["", f"target (AUROC >= {target['auroc']}, false stops <= {100 * target['false_stop_rate']:.0f}%): "
               f"{len(report['meeting'])} of {n_off} cells off the diagonal meet it"]
@@ -246,4 +252,12 @@ def _reason_lines(r: dict, min_step: int) -> list[str]:
         lines.append(f"false stops at batch {r['false_stop_batch_median']:g} (median), pushed over the threshold by: "
                      + "; ".join(f"{f['feature']} {f['median_push']:+.2f} (value {f['median_value']:+.3g}, fitted "
                                  f"study's stable {f['fitted_stable_median']:+.3g})" for f in r["false_stops"]))
+    if r.get("precursors"):
+        lines.append(f"the fitted study's strongest precursors at batch {min_step} (AUROC alone, fitted study -> "
+                     "this one): " + "; ".join(f"{p['feature']} {_r2(p['fitted_auroc'])} -> {_r2(p['auroc'])} "
+                                               f"({p['verdict']})" for p in r["precursors"]))
     return lines
+
+
+def _r2(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"

@@ -23,7 +23,13 @@ batch (no detector that starts there can warn on them), and, for a logistic-regr
 which features pushed its falsely stopped members over the threshold: each feature's weight times
 its standardized value at the alarm (its push on the logit), the median over those members, beside
 the feature's median value there and the median over the fitted study's stable members at the same
-batches. A feature far from the fitted study's stable value names the shift that moved them.
+batches. A feature far from the fitted study's stable value names the shift that moved them. And
+whether the precursors the fit leans on mean the same there (`precursors`, `precursor_shift`): each
+feature alone, at the first scored batch, ranks the members that have not yet broken (its AUROC,
+exploding vs stable); a feature whose AUROC is clearly above 0.5 on the fitted study and clearly
+below on the evaluated one (or the reverse) is `reversed` there: a higher value came before an
+explosion in one setting and before a stable run in the other, and no threshold on a score that
+leans on it can serve both. One with no clear sign there is `lost`.
 
 `ratio_growth` answers the paper's claim directly: the growth of the ephemeral / slow gradient-norm
 ratio over a member's first batches, exploding vs stable members, with the AUROC of that growth alone.
@@ -188,7 +194,8 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
     Returns the strict-JSON-able report: `studies` (setting and member counts), `fits` (per fitted-on
     study: features, threshold, out-of-fold summary), `cells` (one per (fitted-on, evaluated-on) pair,
     with each detector's figures on every explosion and on the late ones), and `meeting` / `missing`:
-    the off-diagonal cells that meet the target and those that do not, with why."""
+    the off-diagonal cells that meet the target and those that do not, with why; `precursors`: each
+    feature's AUROC alone at the first scored batch on every study (`precursors`)."""
     by_name = {s.name: s for s in studies}
     unknown = [n for n in fit_on if n not in by_name]
     if unknown:
@@ -212,6 +219,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
         base = baseline_outcomes(t.study.traces, min_step, at_step, model)
         t.baselines.update({k: base[k] for k in ("loss_zscore", "median_rule")})
 
+    signs = {s.name: precursors(s, features, min_step) for s in studies}
     fits, cells = [], []
     for name in fit_on:
         source = by_name[name]
@@ -223,7 +231,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
             learned = _learned_outcomes(fitted, source, target.study, min_step, at_step)
             cell = _cell(source, target, learned, settings.late_onset)
             if cell["meets_target"] is False:
-                cell["reasons"] = reasons(fitted, source, target.study, learned, min_step)
+                cell["reasons"] = reasons(fitted, source, target.study, learned, min_step, signs)
             cells.append(cell)
     off = [c for c in cells if not c["out_of_fold"]]
     return {
@@ -232,6 +240,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
         "targets": {"auroc": TARGET_AUROC, "false_stop_rate": TARGET_FALSE_STOP},
         "studies": [{"name": s.name, "setting": dict(s.setting),
                      **members_block(s.traces, min_step, settings.late_onset)} for s in studies],
+        "precursors": {"at": min_step, "by_study": signs},
         "fits": fits,
         "cells": cells,
         "meeting": [_pair(c) for c in off if c["meets_target"]],
@@ -304,11 +313,49 @@ def _cell(source: StudyTraces, target: _Target, learned: Outcomes, late_onset: i
 
 
 REASON_FEATURES = 3
-"""`reasons`: the features named per missed cell (the largest median pushes)."""
+"""`reasons`: the features named per missed cell (the largest median pushes, the strongest precursors)."""
+CLEAR_SIGN = 0.1
+"""`precursors`: a feature points one way on a study when its AUROC alone is at least this far from 0.5."""
+
+
+def precursors(study: StudyTraces, features: Sequence[str], at: int) -> dict[str, float | None]:
+    """Each feature alone as a warning at batch `at`: its AUROC, exploding vs stable, over the members
+    still running at `at` whose onset is after it (nothing has broken yet), from their history up to
+    `at`. Above 0.5 a higher value comes before an explosion, below 0.5 a lower one. None where a
+    class has no such member or the feature is constant there."""
+    from .features import feature_matrix
+
+    keep = [t for t in study.traces if (not t.exploded or t.explode_onset > at)
+            and len(t.history.view().upto(at).full_rows())]
+    y = np.array([t.exploded for t in keep], dtype=bool)
+    if not len(keep) or y.all() or not y.any():
+        return {f: None for f in features}
+    X = feature_matrix([t.history.view().upto(at) for t in keep], tuple(features))
+    return {f: (auroc(y, X[:, i]) if np.ptp(X[:, i]) > 0 else None) for i, f in enumerate(features)}
+
+
+def sign_of(a: float | None) -> int:
+    """+1 / -1 where a precursor's AUROC points clearly one way (CLEAR_SIGN), 0 where it does not."""
+    if a is None or abs(a - 0.5) < CLEAR_SIGN:
+        return 0
+    return 1 if a > 0.5 else -1
+
+
+def precursor_shift(fitted_on: Mapping[str, float | None], here: Mapping[str, float | None]) -> list[dict[str, Any]]:
+    """The fitted study's REASON_FEATURES + 1 strongest precursors (farthest from 0.5) with their AUROC on
+    the evaluated study: `kept` (the same sign), `reversed` (clearly the other way) or `lost` (no clear
+    sign there). A predictor leans on these; reversed or lost ones make its score mean something else."""
+    strong = sorted((f for f, a in fitted_on.items() if sign_of(a)), key=lambda f: -abs(fitted_on[f] - 0.5))
+    out = []
+    for f in strong[:REASON_FEATURES + 1]:
+        s, t = sign_of(fitted_on[f]), sign_of(here.get(f))
+        out.append({"feature": f, "fitted_auroc": fitted_on[f], "auroc": here.get(f),
+                    "verdict": "kept" if s == t else ("reversed" if t else "lost")})
+    return out
 
 
 def reasons(fitted: Fitted, source: StudyTraces, target: StudyTraces, learned: Outcomes,
-            min_step: int) -> dict[str, Any]:
+            min_step: int, precursors_by_study: Mapping[str, Mapping[str, float | None]] | None = None) -> dict[str, Any]:
     """Why the learned predictor misses on `target` (see the module's docstring): the explosions decided
     before `min_step`, and for a logistic-regression predictor the features behind its false stops."""
     from .features import feature_matrix
@@ -319,6 +366,8 @@ def reasons(fitted: Fitted, source: StudyTraces, target: StudyTraces, learned: O
         "exploded": sum(t.exploded for t in traces),
         "false_stops": [],
     }
+    if precursors_by_study is not None:
+        out["precursors"] = precursor_shift(precursors_by_study[source.name], precursors_by_study[target.name])
     false = [(t, a) for t, a in zip(traces, learned.alarm) if not t.exploded and a is not None]
     linear = _linear_terms(fitted.predictor)
     out["false_stop_batch_median"] = float(np.median([a for _, a in false])) if false else None

@@ -36,6 +36,8 @@ from sweeper.warn.transfer import (
     check_request,
     fig6_data,
     load_study,
+    precursor_shift,
+    precursors,
     ratio_growth,
     transfer_matrix,
 )
@@ -347,6 +349,39 @@ def test_a_missed_cell_says_which_explosions_no_detector_could_see_and_what_move
     code_text = _transfer_lines(r)
     assert "3 of 9 explosions were decided before batch 10" in code_text
     assert f"pushed over the threshold by: {top['feature']}" in code_text
+
+
+@SQLITE_ONLY
+def test_a_precursor_that_points_the_other_way_is_named_reversed(db):
+    """leads: the runs that explode climb from batch 0 (their ratio rises before the onset at 80); flipped:
+    the stable runs climb and the exploding ones do not; flat: nothing climbs. Read at batch 30, before
+    any onset."""
+    def study(n: int, seed0: int, climbing: str | None) -> list[Run]:
+        exploding = [Run("exploded", 87, onset=80, jump=0 if climbing == "exploded" else None, seed=seed0 + i)
+                     for i in range(n)]
+        return exploding + [Run(seed=seed0 + 100 + i, jump=0 if climbing == "stable" else None) for i in range(n)]
+
+    insert(db, "leads", study(8, 0, "exploded"))
+    insert(db, "flipped", study(8, 300, "stable"))
+    insert(db, "flat", study(8, 600, None))
+    leads, flipped, flat = (load_study(db, n) for n in ("leads", "flipped", "flat"))
+    signs = {s.name: precursors(s, PORTABLE_FEATURES, 30) for s in (leads, flipped, flat)}
+    assert signs["leads"]["ratio_rise"] == 1.0 and signs["flipped"]["ratio_rise"] == 0.0
+    assert abs(signs["flat"]["ratio_rise"] - 0.5) < 0.3  # noise only
+    assert signs["leads"]["nonfinite"] is None  # constant: no ranking
+    assert precursors(leads, ("ratio_rise",), 100) == {"ratio_rise": None}  # every explosion's onset is before
+    shift = {p["feature"]: p for p in precursor_shift(signs["leads"], signs["flipped"])}
+    assert shift["ratio_rise"]["verdict"] == "reversed" and shift["ratio_rise"]["fitted_auroc"] == 1.0
+    assert len(shift) == 4 and all(abs(p["fitted_auroc"] - 0.5) >= 0.1 for p in shift.values())
+    assert {p["feature"]: p["verdict"] for p in precursor_shift(signs["leads"], signs["leads"])} == {
+        f: "kept" for f in shift}
+    r = transfer_matrix([leads, flipped], ["leads"], TransferSettings(features="portable", min_step=30))
+    assert r["precursors"] == {"at": 30, "by_study": {"leads": signs["leads"], "flipped": signs["flipped"]}}
+    (miss,) = r["missing"]
+    assert miss["evaluated_on"] == "flipped" and "AUROC" in miss["why"]
+    assert {p["feature"]: p["verdict"] for p in miss["reasons"]["precursors"]}["ratio_rise"] == "reversed"
+    text = _transfer_lines(r)
+    assert "ratio_rise 1.00 -> 0.00 (reversed)" in text and "each feature alone at batch 30" in text
 
 
 def _transfer_lines(report) -> str:
