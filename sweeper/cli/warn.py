@@ -195,7 +195,9 @@ def _transfer_text(report: dict, format_table) -> str:
 
     lines = [f"features {settings['features']} ({len(report['features'])}); fitted on batches "
              f"{settings['min_step']}..{settings['steps'] or 'end'}; every detector scores from batch "
-             f"{settings['min_step']}; late explosions: onset >= {settings['late_onset']}; lead = onset - alarm batch"]
+             f"{settings['min_step']}; late explosions: onset >= {settings['late_onset']}; lead = onset - alarm batch; "
+             f"auroc_running: over the members still running at batch "
+             f"{settings['min_step']}"]
     for f in report["fits"]:
         o = f["out_of_fold"]
         lines.append(f"fitted on {f['fitted_on']} ({setting(f['fitted_on'])}): {f['members']} members "
@@ -208,12 +210,12 @@ def _transfer_text(report: dict, format_table) -> str:
             first = k == 0
             rows.append((c["fitted_on"] if first else "", c["evaluated_on"] if first else "", where if first else "",
                          f"{c['exploded']}/{c['members']}" if first else "", c["late_explosions"] if first else None,
-                         name, r3(d["auroc"]), r3(d["false_stop_rate"]), r3(d["recall"]), r3(d["late_recall"]),
-                         d["median_lead_time"], r3(d["compute_saved"]),
+                         name, r3(d["auroc"]), r3(d["auroc_running"]), r3(d["false_stop_rate"]), r3(d["recall"]),
+                         r3(d["late_recall"]), d["median_lead_time"], r3(d["compute_saved"]),
                          ("yes" if c["meets_target"] else "no") if first and c["meets_target"] is not None else ""))
     lines += ["", format_table(["fitted_on", "evaluated_on", "changed", "exploded", "late", "detector", "auroc",
-                                "false_stops", "recall", "late_recall", "median_lead", "compute_saved", "meets"],
-                               rows)]
+                                "auroc_running", "false_stops", "recall", "late_recall", "median_lead",
+                                "compute_saved", "meets"], rows)]
     fitted = [f["fitted_on"] for f in report["fits"]]
     cols = [s["name"] for s in report["studies"]]
     cell = {(c["fitted_on"], c["evaluated_on"]): c for c in report["cells"]}

@@ -14,6 +14,11 @@ loss z-score (`LossZScore`) and the median-stopping rule (`evaluate.py`). Every 
   on these same scores, so the diagonal's false-stop rate is at most `max_false_stop` by
   construction: a reference, not a test.
 
+Beside each detector's AUROC over every member, `auroc_running`: over the members still running at the
+first scored batch (an explosion the criterion decided before it is left out: the engine has already
+stopped that run, and no detector that starts there has anything to rank). The target reads the
+first.
+
 A cell meets the target when the learned predictor's AUROC is at least TARGET_AUROC and its false-stop
 rate at most TARGET_FALSE_STOP; only off-diagonal cells count. "Late" explosions are those with
 onset >= `late_onset` (default 100, as in `warn eval`), against all the stable members.
@@ -229,7 +234,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
         fits.append(_fit_block(source, fitted))
         for target in targets.values():
             learned = _learned_outcomes(fitted, source, target.study, min_step, at_step)
-            cell = _cell(source, target, learned, settings.late_onset)
+            cell = _cell(source, target, learned, settings.late_onset, min_step)
             if cell["meets_target"] is False:
                 cell["reasons"] = reasons(fitted, source, target.study, learned, min_step, signs)
             cells.append(cell)
@@ -280,17 +285,19 @@ CELL_FIGURES = ("auroc", "false_stop_rate", "recall", "recall_by_onset", "precis
                 "late_alarms", "compute_saved", "compute_saved_beyond_explosion_stop", "threshold")
 
 
-def _cell(source: StudyTraces, target: _Target, learned: Outcomes, late_onset: int) -> dict[str, Any]:
+def _cell(source: StudyTraces, target: _Target, learned: Outcomes, late_onset: int, min_step: int) -> dict[str, Any]:
     traces = target.study.traces
     outcomes = {"learned": learned, **target.baselines}
     late = [k for k, t in enumerate(traces) if not t.exploded or t.explode_onset >= late_onset]
     n_late = sum(traces[k].exploded for k in late)
+    running = [k for k, t in enumerate(traces) if not t.exploded or t.explode_step >= min_step]
     detectors = {}
     for name in DETECTORS:
         every = summarize(traces, outcomes[name])
         late_fig = summarize([traces[k] for k in late], subset(outcomes[name], late)) if n_late else None
         detectors[name] = {
             **{k: every[k] for k in CELL_FIGURES},
+            "auroc_running": summarize([traces[k] for k in running], subset(outcomes[name], running))["auroc"],
             "late_recall": late_fig["recall"] if late_fig else None,
             "late_recall_by_onset": late_fig["recall_by_onset"] if late_fig else None,
             "late_median_lead_time": late_fig["median_lead_time"] if late_fig else None,

@@ -342,6 +342,8 @@ def test_a_missed_cell_says_which_explosions_no_detector_could_see_and_what_move
     assert cell["meets_target"] is False and "false stops" in cell["why"]
     why = cell["reasons"]
     assert why["exploded_before_min_step"] == 3 and why["exploded"] == 9
+    learned = cell["detectors"]["learned"]  # the three decided at batch 5 rank lowest, unless left out
+    assert learned["auroc_running"] > learned["auroc"]
     assert why["false_stop_batch_median"] >= 40  # alarmed once their climb began
     top = why["false_stops"][0]
     assert top["feature"] in {"ratio_rise", "grad_eph_rise", "ratio_trend"}, why["false_stops"]
