@@ -149,7 +149,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"\nlate explosions (onset >= {late['late_onset']}): {late['exploded']} exploded, {late['stable']} stable")
     print(_figures_table(report["predictor"]["name"], late["results"], format_table) if late["results"]
           else "none")
+    if report.get("carry"):
+        print("\ncarry-over: " + _outside_words(report["carry"]["outside"]))
+        print("  " + _precursor_words(report["carry"]["precursors"], report["carry"]["outside"]["at"]))
     return 0
+
+
+def _outside_words(o: dict) -> str:
+    """`carry.outside` in words."""
+    if o["any"] is None:
+        return f"no member was running at batch {o['at']} to compare with the fitted range"
+    top = [(f, x) for f, x in o["by_feature"].items() if x > 0][:3]
+    return (f"{100 * o['any']:.0f}% of the {o['members']} members running at batch {o['at']} lie outside the fitted "
+            f"members' range there (percentiles 1-99) in some feature"
+            + (" (" + ", ".join(f"{f} {100 * x:.0f}%" for f, x in top) + ")" if top else ""))
+
+
+def _precursor_words(shift: list, at: int) -> str:
+    """`carry.precursor_shift` in words."""
+    if not shift:
+        return f"the fitted study has no clear precursor: no feature alone points clearly either way at batch {at}"
+    return (f"the fitted study's strongest precursors at batch {at} (AUROC alone, fitted study -> this one): "
+            + "; ".join(f"{p['feature']} {_r2(p['fitted_auroc'])} -> {_r2(p['auroc'])} ({p['verdict']})"
+                        for p in shift))
 
 
 def _figures_table(name: str, res: dict, format_table) -> str:
@@ -229,6 +251,14 @@ def _transfer_text(report: dict, format_table) -> str:
         matrix.append(row)
     lines += ["", "learned predictor: AUROC / false stops (rows: fitted on, columns: evaluated on; "
               "* meets the target, oof: out of fold)", format_table(["fitted_on \\ evaluated_on", *cols], matrix)]
+    off = [c for c in report["cells"] if "outside" in c]
+    if off:
+        lines += ["", f"outside the fitted members' range at batch {settings['min_step']} (percentiles 1-99): share of "
+                  "the members running there, in any feature and in the three features most outside",
+                  format_table(["fitted_on", "evaluated_on", "any", "features"], [
+                      [c["fitted_on"], c["evaluated_on"], r3(c["outside"]["any"]),
+                       ", ".join(f"{f} {x:.2f}" for f, x in list(c["outside"]["by_feature"].items())[:3])]
+                      for c in off])]
     pre = report["precursors"]
     lines += ["", f"each feature alone at batch {pre['at']}: AUROC, exploding vs stable, over the members not yet "
               "broken (> 0.5: a higher value comes before an explosion)",
@@ -254,10 +284,8 @@ def _reason_lines(r: dict, min_step: int) -> list[str]:
         lines.append(f"false stops at batch {r['false_stop_batch_median']:g} (median), pushed over the threshold by: "
                      + "; ".join(f"{f['feature']} {f['median_push']:+.2f} (value {f['median_value']:+.3g}, fitted "
                                  f"study's stable {f['fitted_stable_median']:+.3g})" for f in r["false_stops"]))
-    if r.get("precursors"):
-        lines.append(f"the fitted study's strongest precursors at batch {min_step} (AUROC alone, fitted study -> "
-                     "this one): " + "; ".join(f"{p['feature']} {_r2(p['fitted_auroc'])} -> {_r2(p['auroc'])} "
-                                               f"({p['verdict']})" for p in r["precursors"]))
+    if r.get("precursors") is not None:
+        lines.append(_precursor_words(r["precursors"], min_step))
     return lines
 
 

@@ -35,6 +35,10 @@ member as a study recording full metrics 2 and 4 times less often would have sto
 points. The out-of-fold replays run at every cadence and the threshold is the highest of the
 cadences' own thresholds, so each keeps at most `max_false_stop` false stops; the out-of-fold
 summary is the rows' as recorded at that threshold, with each cadence's false stops beside it.
+
+Carry-over (`carry.py`): the payload's `carry` block holds the fitted members' feature range and each
+feature's AUROC alone at `min_step`, so that `sweeper warn eval` can say, on any study, how many of its
+members lie outside what the predictor was fitted on and whether its precursors point the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from sweeper.errors import SweeperError
 from sweeper.outcomes import Outcome
 from sweeper.provenance import code_version
 
+from .carry import fitted_carry
 from .features import (
     CHANCE_FEATURES,
     DEFAULT_FEATURES,
@@ -286,6 +291,7 @@ def fit_traces(traces: list[Trace], features: tuple[str, ...], *, what: str, ste
         "cadences": list(cadences),
         "seed": seed,
         "train_studies": list(dict.fromkeys(t.study for t in traces)),
+        "carry": fitted_carry(usable, features, min_step),
         "report": {
             "members": len(usable),
             Outcome.EXPLODED.value: int(sum(t.exploded for t in usable)),

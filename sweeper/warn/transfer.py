@@ -29,12 +29,14 @@ which features pushed its falsely stopped members over the threshold: each featu
 its standardized value at the alarm (its push on the logit), the median over those members, beside
 the feature's median value there and the median over the fitted study's stable members at the same
 batches. A feature far from the fitted study's stable value names the shift that moved them. And
-whether the precursors the fit leans on mean the same there (`precursors`, `precursor_shift`): each
-feature alone, at the first scored batch, ranks the members that have not yet broken (its AUROC,
-exploding vs stable); a feature whose AUROC is clearly above 0.5 on the fitted study and clearly
-below on the evaluated one (or the reverse) is `reversed` there: a higher value came before an
-explosion in one setting and before a stable run in the other, and no threshold on a score that
-leans on it can serve both. One with no clear sign there is `lost`.
+whether the precursors the fit leans on mean the same there (`carry.precursors`, `precursor_shift`):
+each feature alone, at the first scored batch, ranks the members that have not yet broken (its
+AUROC, exploding vs stable); a feature whose AUROC is clearly above 0.5 on the fitted study and
+clearly below on the evaluated one (or the reverse) is `reversed` there: a higher value came before
+an explosion in one setting and before a stable run in the other, and no threshold on a score that
+leans on it can serve both. One with no clear sign there is `lost`. Every off-diagonal cell also
+says how many of the evaluated members lie outside the fitted members' feature range at the first
+scored batch (`carry.outside`; it needs no outcomes).
 
 `ratio_growth` answers the paper's claim directly: the growth of the ephemeral / slow gradient-norm
 ratio over a member's first batches, exploding vs stable members, with the AUROC of that growth alone.
@@ -53,6 +55,7 @@ import numpy as np
 
 from sweeper.errors import SweeperError
 
+from .carry import outside, precursor_shift, precursors
 from .evaluate import (
     LATE_ONSET,
     Outcomes,
@@ -224,7 +227,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
         base = baseline_outcomes(t.study.traces, min_step, at_step, model)
         t.baselines.update({k: base[k] for k in ("loss_zscore", "median_rule")})
 
-    signs = {s.name: precursors(s, features, min_step) for s in studies}
+    signs = {s.name: precursors(s.traces, features, min_step) for s in studies}
     fits, cells = [], []
     for name in fit_on:
         source = by_name[name]
@@ -235,6 +238,8 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
         for target in targets.values():
             learned = _learned_outcomes(fitted, source, target.study, min_step, at_step)
             cell = _cell(source, target, learned, settings.late_onset, min_step)
+            if not cell["out_of_fold"]:
+                cell["outside"] = outside(target.study.traces, fitted.predictor.payload["carry"]["range"])
             if cell["meets_target"] is False:
                 cell["reasons"] = reasons(fitted, source, target.study, learned, min_step, signs)
             cells.append(cell)
@@ -320,47 +325,7 @@ def _cell(source: StudyTraces, target: _Target, learned: Outcomes, late_onset: i
 
 
 REASON_FEATURES = 3
-"""`reasons`: the features named per missed cell (the largest median pushes, the strongest precursors)."""
-CLEAR_SIGN = 0.1
-"""`precursors`: a feature points one way on a study when its AUROC alone is at least this far from 0.5."""
-
-
-def precursors(study: StudyTraces, features: Sequence[str], at: int) -> dict[str, float | None]:
-    """Each feature alone as a warning at batch `at`: its AUROC, exploding vs stable, over the members
-    still running at `at` whose onset is after it (nothing has broken yet), from their history up to
-    `at`. Above 0.5 a higher value comes before an explosion, below 0.5 a lower one. None where a
-    class has no such member or the feature is constant there."""
-    from .features import feature_matrix
-
-    keep = [t for t in study.traces if (not t.exploded or t.explode_onset > at)
-            and len(t.history.view().upto(at).full_rows())]
-    y = np.array([t.exploded for t in keep], dtype=bool)
-    if not len(keep) or y.all() or not y.any():
-        return {f: None for f in features}
-    X = feature_matrix([t.history.view().upto(at) for t in keep], tuple(features))
-    return {f: (auroc(y, X[:, i]) if np.ptp(X[:, i]) > 0 else None) for i, f in enumerate(features)}
-
-
-def sign_of(a: float | None) -> int:
-    """+1 / -1 where a precursor's AUROC points clearly one way (CLEAR_SIGN), 0 where it does not."""
-    if a is None or abs(a - 0.5) < CLEAR_SIGN:
-        return 0
-    return 1 if a > 0.5 else -1
-
-
-def precursor_shift(fitted_on: Mapping[str, float | None], here: Mapping[str, float | None]) -> list[dict[str, Any]]:
-    """The fitted study's REASON_FEATURES + 1 strongest precursors (farthest from 0.5) with their AUROC on
-    the evaluated study: `kept` (the same sign), `reversed` (clearly the other way) or `lost` (no clear
-    sign there). A predictor leans on these; reversed or lost ones make its score mean something else."""
-    strong = sorted((f for f, a in fitted_on.items() if sign_of(a)), key=lambda f: -abs(fitted_on[f] - 0.5))
-    out = []
-    for f in strong[:REASON_FEATURES + 1]:
-        s, t = sign_of(fitted_on[f]), sign_of(here.get(f))
-        out.append({"feature": f, "fitted_auroc": fitted_on[f], "auroc": here.get(f),
-                    "verdict": "kept" if s == t else ("reversed" if t else "lost")})
-    return out
-
-
+"""`reasons`: the features named per missed cell (the largest median pushes)."""
 def reasons(fitted: Fitted, source: StudyTraces, target: StudyTraces, learned: Outcomes,
             min_step: int, precursors_by_study: Mapping[str, Mapping[str, float | None]] | None = None) -> dict[str, Any]:
     """Why the learned predictor misses on `target` (see the module's docstring): the explosions decided

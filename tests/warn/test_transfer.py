@@ -17,6 +17,7 @@ import pytest
 from sweeper.db import Member, MemberMetric, Outcome, StudyStatus
 from sweeper.engine.metrics import METRIC_NAMES
 from sweeper.warn import RatioRule
+from sweeper.warn.carry import feature_range, outside, precursor_shift, precursors
 from sweeper.warn.evaluate import _run_warner, evaluate, outcomes_from_scores, scores_of
 from sweeper.warn.features import (
     CHANCE_FEATURES,
@@ -36,8 +37,6 @@ from sweeper.warn.transfer import (
     check_request,
     fig6_data,
     load_study,
-    precursor_shift,
-    precursors,
     ratio_growth,
     transfer_matrix,
 )
@@ -367,11 +366,11 @@ def test_a_precursor_that_points_the_other_way_is_named_reversed(db):
     insert(db, "flipped", study(8, 300, "stable"))
     insert(db, "flat", study(8, 600, None))
     leads, flipped, flat = (load_study(db, n) for n in ("leads", "flipped", "flat"))
-    signs = {s.name: precursors(s, PORTABLE_FEATURES, 30) for s in (leads, flipped, flat)}
+    signs = {s.name: precursors(s.traces, PORTABLE_FEATURES, 30) for s in (leads, flipped, flat)}
     assert signs["leads"]["ratio_rise"] == 1.0 and signs["flipped"]["ratio_rise"] == 0.0
     assert abs(signs["flat"]["ratio_rise"] - 0.5) < 0.3  # noise only
     assert signs["leads"]["nonfinite"] is None  # constant: no ranking
-    assert precursors(leads, ("ratio_rise",), 100) == {"ratio_rise": None}  # every explosion's onset is before
+    assert precursors(leads.traces, ("ratio_rise",), 100) == {"ratio_rise": None}  # every onset is before it
     shift = {p["feature"]: p for p in precursor_shift(signs["leads"], signs["flipped"])}
     assert shift["ratio_rise"]["verdict"] == "reversed" and shift["ratio_rise"]["fitted_auroc"] == 1.0
     assert len(shift) == 4 and all(abs(p["fitted_auroc"] - 0.5) >= 0.1 for p in shift.values())
@@ -384,6 +383,28 @@ def test_a_precursor_that_points_the_other_way_is_named_reversed(db):
     assert {p["feature"]: p["verdict"] for p in miss["reasons"]["precursors"]}["ratio_rise"] == "reversed"
     text = _transfer_lines(r)
     assert "ratio_rise 1.00 -> 0.00 (reversed)" in text and "each feature alone at batch 30" in text
+    # flipped's runs are leads' with the climb moved to the other outcome: inside the range of the climb
+    assert r["cells"][1]["outside"]["by_feature"]["ratio_rise"] <= 0.2
+
+
+@SQLITE_ONLY
+def test_the_share_of_members_outside_the_fitted_range_needs_no_outcomes(db):
+    """Runs in other units on the ephemeral gradient (a level the portable set reads: rms_ratio_*) fall
+    outside the fitted range in those features; the same dynamics in other units of every norm do not."""
+    insert(db, "base", announced(40, 0))
+    insert(db, "units", announced(40, 1000, grad_unit=30.0, weight_unit=0.1))
+    insert(db, "eph", announced(40, 2000, eph_unit=100.0))
+    base, units, eph = (load_traces(db, n) for n in ("base", "units", "eph"))
+    fitted = feature_range(base, PORTABLE_FEATURES, 20)
+    assert fitted["members"] == 80 and fitted["low"]["ratio_rise"] < fitted["high"]["ratio_rise"]
+    assert max(outside(base, fitted)["by_feature"].values()) <= 2 / 80  # its own: the extremes at most
+    assert "log_step" not in outside(base, fitted)["by_feature"]
+    assert max(outside(units, fitted)["by_feature"].values()) <= 0.15  # other seeds' noise only
+    far = outside(eph, fitted)
+    assert far["any"] == 1.0 and list(far["by_feature"])[:2] in (["rms_ratio_start", "rms_ratio_now"],
+                                                                  ["rms_ratio_now", "rms_ratio_start"])
+    assert far["by_feature"]["rms_ratio_now"] == 1.0 and far["by_feature"]["ratio_rise"] <= 0.3
+    assert outside([], fitted) == {"at": 20, "members": 0, "any": None, "by_feature": {}}
 
 
 def _transfer_lines(report) -> str:

@@ -18,6 +18,7 @@ from sweeper.db import Member, MemberMetric, Outcome, StudyStatus
 from sweeper.engine.metrics import EVERY_STEP_NAMES, METRIC_NAMES
 from sweeper.study.runfile import build_run
 from sweeper.warn import LearnedPredictor, OnlineWarner, PredictorError, RatioRule, Settings, is_shadow
+from sweeper.warn.carry import precursor_shift, precursors
 from sweeper.warn.evaluate import EvalError, evaluate
 from sweeper.warn.fit import FitError, fit_predictor
 from sweeper.warn.history import History
@@ -306,6 +307,15 @@ def test_fit_store_load_and_eval_held_out(db, db_url, capsys):
     r = evaluate(db, "test", p, min_step=spec.min_step)
     assert r["members"]["evaluated"] == 8 and r["predictor"]["name"] == "lr1"
     assert r["results"]["predictor"]["auroc"] >= 0.9
+    # carry-over: the fitted members' range and precursors at min_step, compared on the evaluated study
+    carry = report["carry"]
+    assert carry["range"]["at"] == MIN_STEP and carry["range"]["members"] == 12
+    assert set(carry["precursors"]) == set(report["features"])
+    assert r["carry"]["outside"]["members"] == 8 and 0.0 <= r["carry"]["outside"]["any"] <= 1.0
+    held = load_traces(db, "test")
+    assert r["carry"]["precursors"] == precursor_shift(carry["precursors"],
+                                                       precursors(held, report["features"], MIN_STEP))
+    assert "carry" not in evaluate(db, "test", RatioRule(), min_step=spec.min_step)  # a rule is not fitted
     with pytest.raises(FitError, match="stored already"):
         fit_predictor(db, ["train"], name="lr1")
 
@@ -318,6 +328,8 @@ def test_fit_store_load_and_eval_held_out(db, db_url, capsys):
     assert code == 0, err
     assert "lead time = onset - alarm batch" in out and "recall_by_onset" in out
     assert "late explosions (onset >= 50)" in out
+    assert "carry-over: " in out and f"of the 8 members running at batch {MIN_STEP} lie outside" in out
+    assert "precursor" in out
     code, out, err = sweeper("warn", "eval", "test", "--predictor", "nope", "--storage", db_url, capsys=capsys)
     assert code == 2 and "--predictor: no predictor 'nope'" in err
 
