@@ -146,7 +146,7 @@ SECTIONS: tuple[Section, ...] = (
                 Step("warn_eval_whole", _sw("warn", "eval", "warn_keyrecall_cpu", "--predictor", "keyrecall_lr")),
                 Step("warn_eval_ratio_rule", _sw("warn", "eval", "warn_keyrecall_cpu")),
             )),
-    Section("warn_transfer", "findings.md: Early warning on runs from elsewhere", 35.0,
+    Section("warn_transfer", "findings.md: Early warning on runs from elsewhere", 20.0,
             ("studies/warn_keyrecall_fit_cpu.toml", *TRANSFER), (
                 Step("transfer_from_keyrecall", _sw("warn", "transfer", "warn_keyrecall_fit_cpu", *TRANSFER_NAMES,
                                                     "--steps", "100")),
