@@ -41,13 +41,14 @@ means at the same batch, from min_step on, once 3 others are running).
 Every model family is evaluated the same way, its signals read by role (`signals.py`). A predictor
 that cannot score the study's model is refused (`Predictor.refusal`: transition_bound outside the
 delta rules, a learned predictor reading features the model lacks or hyperparameters that mean
-another quantity there). A learned predictor's report has a `carry` block (`carry.py`): how many of
-the evaluated members lie outside the fitted members' feature range at its first scored batch, and
-whether its fitted study's strongest precursors point the same way here. The report's `transfer`
-block says which models the predictor was fitted on,
-which it is evaluated on, and, across models, which of its features are levels in the fitted model's
-own units (`features.SCALE_FREE_FEATURES` are the ones that carry over). `transfer.py` (`sweeper warn
-transfer`) fits on one study and evaluates on others with these same figures.
+another quantity there). For a learned predictor whose payload holds `carry` (`carry.py`; `warn
+fit` stores it), the report has a `carry` block: how many of the evaluated members lie outside the
+fitted members' feature range at its first scored batch, and whether its fitted study's strongest
+precursors point the same way here. The report's `transfer` block says which models the predictor
+was fitted on, which it is evaluated on, and, across models, which of its features are levels in the
+fitted model's own units (`features.SCALE_FREE_FEATURES` are the ones that carry over).
+`transfer.py` (`sweeper warn transfer`) fits on one study and evaluates on others with these same
+figures.
 """
 
 from __future__ import annotations

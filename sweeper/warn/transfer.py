@@ -203,7 +203,7 @@ def transfer_matrix(studies: Sequence[StudyTraces], fit_on: Sequence[str],
     study: features, threshold, out-of-fold summary), `cells` (one per (fitted-on, evaluated-on) pair,
     with each detector's figures on every explosion and on the late ones), and `meeting` / `missing`:
     the off-diagonal cells that meet the target and those that do not, with why; `precursors`: each
-    feature's AUROC alone at the first scored batch on every study (`precursors`)."""
+    feature's AUROC alone at the first scored batch on every study (`carry.precursors`)."""
     by_name = {s.name: s for s in studies}
     unknown = [n for n in fit_on if n not in by_name]
     if unknown:
