@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .features import feature_matrix
+from .history import HistoryView
 from .traces import Trace
 
 RANGE_LOW, RANGE_HIGH = 1.0, 99.0
@@ -39,28 +40,26 @@ SHIFT_FEATURES = 4
 """`precursor_shift` reads the fitted study's this many strongest precursors."""
 
 
-def _running(traces: Sequence[Trace], at: int, *, before_onset: bool) -> list[Trace]:
+def _running(traces: Sequence[Trace], at: int, *, before_onset: bool) -> tuple[list[Trace], list[HistoryView]]:
     """The members with a full row by `at` and still running there (not yet decided, or with
-    `before_onset` not yet broken: onset after `at`)."""
-    keep = []
+    `before_onset` not yet broken: onset after `at`), and their histories up to `at`."""
+    keep, views = [], []
     for t in traces:
         if t.exploded and (t.explode_onset <= at if before_onset else t.explode_step < at):
             continue
-        if len(t.history.view().upto(at).full_rows()):
+        v = t.history.view().upto(at)
+        if len(v.full_rows()):
             keep.append(t)
-    return keep
-
-
-def _matrix(traces: Sequence[Trace], features: Sequence[str], at: int) -> np.ndarray:
-    return feature_matrix([t.history.view().upto(at) for t in traces], tuple(features))
+            views.append(v)
+    return keep, views
 
 
 def feature_range(traces: Sequence[Trace], features: Sequence[str], at: int) -> dict[str, Any]:
     """{"at", "members", "low": {feature: value}, "high": {...}} over the members running at `at`."""
-    keep = _running(traces, at, before_onset=False)
+    keep, views = _running(traces, at, before_onset=False)
     if not keep:
         return {"at": at, "members": 0, "low": {}, "high": {}}
-    X = _matrix(keep, features, at)
+    X = feature_matrix(views, tuple(features))
     low, high = np.percentile(X, RANGE_LOW, axis=0), np.percentile(X, RANGE_HIGH, axis=0)
     return {"at": at, "members": len(keep), "low": dict(zip(features, map(float, low))),
             "high": dict(zip(features, map(float, high)))}
@@ -71,10 +70,10 @@ def outside(traces: Sequence[Trace], fitted_range: Mapping[str, Any]) -> dict[st
     (largest first) and in any feature."""
     at, low, high = int(fitted_range["at"]), fitted_range["low"], fitted_range["high"]
     features = [f for f in low if f not in RANGE_SKIP]
-    keep = _running(traces, at, before_onset=False)
+    keep, views = _running(traces, at, before_onset=False)
     if not keep or not features:
         return {"at": at, "members": len(keep), "any": None, "by_feature": {}}
-    X = _matrix(keep, features, at)
+    X = feature_matrix(views, tuple(features))
     lo, hi = np.array([low[f] for f in features]), np.array([high[f] for f in features])
     out = (X < lo - RANGE_TOLERANCE) | (X > hi + RANGE_TOLERANCE)
     share = out.mean(axis=0)
@@ -89,11 +88,11 @@ def precursors(traces: Sequence[Trace], features: Sequence[str], at: int) -> dic
     `at`. None where a class has no such member or the feature is constant there."""
     from .evaluate import auroc
 
-    keep = _running(traces, at, before_onset=True)
+    keep, views = _running(traces, at, before_onset=True)
     y = np.array([t.exploded for t in keep], dtype=bool)
     if not len(keep) or y.all() or not y.any():
         return {f: None for f in features}
-    X = _matrix(keep, features, at)
+    X = feature_matrix(views, tuple(features))
     return {f: (auroc(y, X[:, i]) if np.ptp(X[:, i]) > 0 else None) for i, f in enumerate(features)}
 
 

@@ -326,10 +326,14 @@ def _cell(source: StudyTraces, target: _Target, learned: Outcomes, late_onset: i
 
 REASON_FEATURES = 3
 """`reasons`: the features named per missed cell (the largest median pushes)."""
-def reasons(fitted: Fitted, source: StudyTraces, target: StudyTraces, learned: Outcomes,
-            min_step: int, precursors_by_study: Mapping[str, Mapping[str, float | None]] | None = None) -> dict[str, Any]:
+
+
+def reasons(fitted: Fitted, source: StudyTraces, target: StudyTraces, learned: Outcomes, min_step: int,
+            precursors_by_study: Mapping[str, Mapping[str, float | None]]) -> dict[str, Any]:
     """Why the learned predictor misses on `target` (see the module's docstring): the explosions decided
-    before `min_step`, and for a logistic-regression predictor the features behind its false stops."""
+    before `min_step`, whether the fitted study's strongest precursors (`precursors_by_study`, by study
+    name) keep their sign there, and for a logistic-regression predictor the features behind its false
+    stops."""
     from .features import feature_matrix
 
     traces = target.traces
@@ -337,9 +341,8 @@ def reasons(fitted: Fitted, source: StudyTraces, target: StudyTraces, learned: O
         "exploded_before_min_step": sum(t.exploded and t.explode_step < min_step for t in traces),
         "exploded": sum(t.exploded for t in traces),
         "false_stops": [],
+        "precursors": precursor_shift(precursors_by_study[source.name], precursors_by_study[target.name]),
     }
-    if precursors_by_study is not None:
-        out["precursors"] = precursor_shift(precursors_by_study[source.name], precursors_by_study[target.name])
     false = [(t, a) for t, a in zip(traces, learned.alarm) if not t.exploded and a is not None]
     linear = _linear_terms(fitted.predictor)
     out["false_stop_batch_median"] = float(np.median([a for _, a in false])) if false else None
